@@ -1,0 +1,19 @@
+//! GraphCast-style models in burn: sphere geometry, the icosahedral multimesh, grid <-> mesh graphs,
+//! spherical harmonics, and the encoder-processor-decoder with its hook points.
+//!
+//! Geometry (`sphere`, `mesh`, `grid`, `graph`) is plain Rust built once per (grid, mesh level);
+//! the model (`mlp`, `interaction`, `encoder`, `processor`, `decoder`, `model`) is burn.
+
+pub mod config;
+pub mod decoder;
+pub mod encoder;
+pub mod graph;
+pub mod graph_tensors;
+pub mod grid;
+pub mod hooks;
+pub mod interaction;
+pub mod mesh;
+pub mod mlp;
+pub mod model;
+pub mod processor;
+pub mod sphere;

@@ -1,0 +1,81 @@
+//! The one MLP every block uses: `Linear -> SiLU -> Linear` with a LayerNorm before or after (GraphCast: after).
+
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+use serde::{Deserialize, Serialize};
+
+/// Where the LayerNorm of each MLP sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NormPlacement {
+    /// `LN(Linear(SiLU(Linear(x))))`, GraphCast's choice (Lam et al. 2023).
+    #[default]
+    Post,
+    /// `Linear(SiLU(Linear(LN(x))))`, the pre-LN transformer habit: the residual stream itself is never normalised.
+    Pre,
+    /// No LayerNorm (used for the decoder's output head, whose scale must stay free).
+    None,
+}
+
+/// `Linear(in, hidden) -> SiLU -> Linear(hidden, out)` plus an optional LayerNorm.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    hidden: Linear,
+    output: Linear,
+    norm: Option<LayerNorm>,
+    /// Whether `norm` (when present) normalises the input rather than the output.
+    pre_norm: bool,
+}
+
+impl Mlp {
+    /// An MLP taking `input_size` features to `output_size` through `hidden_size` units.
+    pub fn new(
+        input_size: usize,
+        hidden_size: usize,
+        output_size: usize,
+        placement: NormPlacement,
+        device: &Device,
+    ) -> Self {
+        let norm_size = match placement {
+            NormPlacement::Pre => Some(input_size),
+            NormPlacement::Post => Some(output_size),
+            NormPlacement::None => None,
+        };
+        Self {
+            hidden: LinearConfig::new(input_size, hidden_size).init(device),
+            output: LinearConfig::new(hidden_size, output_size).init(device),
+            norm: norm_size.map(|size| LayerNormConfig::new(size).init(device)),
+            pre_norm: placement == NormPlacement::Pre,
+        }
+    }
+
+    /// x: [..., input] -> [..., output]
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let x = match (&self.norm, self.pre_norm) {
+            (Some(norm), true) => norm.forward(x),
+            _ => x,
+        };
+        let y = self.output.forward(silu(self.hidden.forward(x)));
+        match (&self.norm, self.pre_norm) {
+            (Some(norm), false) => norm.forward(y),
+            _ => y,
+        }
+    }
+
+    /// Sets the output layer's weights and bias to zero, so that (without a post-LN) the MLP outputs zero.
+    /// With a post-LN the LayerNorm's scale and offset are zeroed too. Used by tests and by ablations that
+    /// switch a layer off.
+    pub fn zero_output(mut self) -> Self {
+        let zero = |p: burn::module::Param<Tensor<2>>| p.map(|t| t.zeros_like());
+        self.output.weight = zero(self.output.weight);
+        self.output.bias = self.output.bias.map(|b| b.map(|t| t.zeros_like()));
+        if !self.pre_norm {
+            if let Some(norm) = self.norm.as_mut() {
+                norm.gamma = norm.gamma.clone().map(|t| t.zeros_like());
+                norm.beta = norm.beta.clone().map(|b| b.map(|t| t.zeros_like()));
+            }
+        }
+        self
+    }
+}
