@@ -16,4 +16,5 @@ pub mod mesh;
 pub mod mlp;
 pub mod model;
 pub mod processor;
+pub mod sht;
 pub mod sphere;

@@ -177,15 +177,33 @@ fn legendre_polynomial(n: usize, x: f64) -> (f64, f64) {
 }
 
 /// Grid size free of aliasing for quadratic products at truncation N (the "3N + 1" rule):
-/// `n_lon ≥ 3N + 1` rounded up to a product of 2, 3 and 5 (fast FFT), `n_lat = n_lon / 2`.
+/// `n_lon ≥ 3N + 1` rounded up to a multiple of 4 that is a product of 2, 3 and 5 (fast FFT), `n_lat = n_lon / 2`
+/// (even, as [`Sht::new`] requires).
 /// Gives the usual 64 × 128 at T42, 32 × 64 at T21, 96 × 192 at T63, 128 × 256 at T85.
 pub fn gaussian_grid_size(truncation: usize) -> (usize, usize) {
     let mut n_lon = (3 * truncation + 1).max(4);
-    n_lon += n_lon % 2;
+    n_lon = n_lon.next_multiple_of(4);
     while !is_smooth_235(n_lon) {
-        n_lon += 2;
+        n_lon += 4;
     }
     (n_lon / 2, n_lon)
+}
+
+#[cfg(test)]
+mod grid_size_tests {
+    use super::*;
+
+    #[test]
+    fn alias_free_grids_are_valid_at_every_truncation() {
+        for truncation in 1..=120 {
+            let (n_lat, n_lon) = gaussian_grid_size(truncation);
+            assert!(
+                n_lon > 3 * truncation && n_lat % 2 == 0,
+                "T{truncation}: {n_lat} x {n_lon}"
+            );
+            assert!(Sht::new(truncation, n_lat, n_lon).is_ok(), "T{truncation}");
+        }
+    }
 }
 
 fn is_smooth_235(mut n: usize) -> bool {

@@ -1,6 +1,8 @@
 //! One module per subcommand; this file holds the top-level parser and the dispatch.
 
 mod bench;
+mod data;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -36,15 +38,34 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Make, inspect and summarise data sets.
+    Data(data::DataArgs),
+    /// Train a model from a run config.
+    Train(train::TrainArgs),
     /// Benchmarks that print figures.
     Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     let device = cli.device.device()?;
+    let quiet = cli.quiet;
     match cli.command {
+        Command::Data(args) => data::run(args),
+        Command::Train(args) => train::run(args, &device, quiet),
         Command::Bench(args) => bench::run(args, &device),
     }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(what: &str, total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// Print `value` as the one JSON object on stdout (`--json` contract of DESIGN.md).

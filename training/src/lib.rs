@@ -1,8 +1,16 @@
 //! Data, training and evaluation: datasets (ERA5 / WeatherBench NetCDF, the built-in shallow-water
 //! atmosphere), normalisation, the GraphCast objective, the trainer, checkpoints and skill metrics.
 
+pub mod atmosphere;
 pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
 pub mod dataset;
+pub mod emulator;
 pub mod loss;
 pub mod metrics;
+pub mod normalise;
 pub mod schedule;
+pub mod trainer;
+pub mod windows;

@@ -1,0 +1,401 @@
+//! Recording hook points to disk: `probes.safetensors` (one [samples, nodes, latent] f32 tensor per hook name)
+//! plus `probes.json` (what was recorded, where and when).
+//!
+//! The tensor shapes are known before the first forward pass, so the safetensors header is written first and
+//! each batch is written straight to its place in the file: memory stays at one batch of the chosen nodes, not
+//! the whole run. The file is written under a temporary name and renamed when complete.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use weatherlens_models::hooks::{HookPoint, Observer};
+
+pub const TENSORS_FILE: &str = "probes.safetensors";
+pub const META_FILE: &str = "probes.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("recording expected {expected} samples but the forward passes gave {got}")]
+    SampleCount { expected: usize, got: usize },
+    #[error("hook point {point} produced non-finite values (sample {sample})")]
+    NotFinite { point: String, sample: usize },
+}
+
+/// Which mesh nodes to keep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum NodeSelection {
+    All,
+    /// Nodes with lat_min <= lat <= lat_max (degrees).
+    Band {
+        lat_min: f64,
+        lat_max: f64,
+    },
+    /// `count` nodes drawn without replacement with `seed`, kept in index order.
+    Random {
+        count: usize,
+        seed: u64,
+    },
+}
+
+impl NodeSelection {
+    /// The selected node indices (ascending) given every mesh node's latitude in degrees.
+    pub fn indices(&self, node_lat: &[f64]) -> Vec<u32> {
+        match self {
+            NodeSelection::All => (0..node_lat.len() as u32).collect(),
+            NodeSelection::Band { lat_min, lat_max } => (0..node_lat.len())
+                .filter(|&n| node_lat[n] >= *lat_min && node_lat[n] <= *lat_max)
+                .map(|n| n as u32)
+                .collect(),
+            NodeSelection::Random { count, seed } => {
+                use rand::SeedableRng;
+                use rand::seq::index::sample;
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(*seed);
+                let count = (*count).min(node_lat.len());
+                let mut picked: Vec<u32> = sample(&mut rng, node_lat.len(), count)
+                    .into_iter()
+                    .map(|n| n as u32)
+                    .collect();
+                picked.sort_unstable();
+                picked
+            }
+        }
+    }
+}
+
+/// Everything `probes.json` says about a recording; Python readers rely on these names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingMeta {
+    /// Free text naming the model (e.g. the run name and processor kind).
+    pub model: String,
+    /// The checkpoint folder the weights came from.
+    pub checkpoint: String,
+    /// Hook names recorded, each a tensor [samples, nodes, latent] in `probes.safetensors`.
+    pub hooks: Vec<String>,
+    /// Processor layers recorded.
+    pub layers: Vec<usize>,
+    /// Valid time of each sample's initial state (ISO 8601).
+    pub sample_times: Vec<String>,
+    /// Mesh node indices kept, and their coordinates in degrees.
+    pub node_indices: Vec<u32>,
+    pub node_lat: Vec<f64>,
+    pub node_lon: Vec<f64>,
+    pub latent_size: usize,
+    /// Icosahedral level of the mesh the node indices refer to.
+    pub mesh_level: u32,
+}
+
+/// An [`Observer`] that streams the chosen hook points to `probes.safetensors`.
+///
+/// Call [`ProbeRecorder::end_batch`] after each forward pass, and [`ProbeRecorder::finish`] at the end.
+pub struct ProbeRecorder {
+    points: Vec<HookPoint>,
+    node_index: Tensor<1, Int>,
+    nodes: usize,
+    latent: usize,
+    samples: usize,
+    offsets: BTreeMap<String, u64>,
+    data_start: u64,
+    tmp_path: PathBuf,
+    final_path: PathBuf,
+    file: RefCell<BufWriter<File>>,
+    cursor: Cell<usize>,
+    batch: Cell<usize>,
+    failure: RefCell<Option<RecordError>>,
+}
+
+impl ProbeRecorder {
+    /// Prepare `out_dir/probes.safetensors` for `samples` samples of `points`, keeping `node_indices`.
+    pub fn create(
+        out_dir: &Path,
+        points: Vec<HookPoint>,
+        node_indices: &[u32],
+        latent: usize,
+        samples: usize,
+        device: &Device,
+    ) -> Result<Self, RecordError> {
+        let final_path = out_dir.join(TENSORS_FILE);
+        let tmp_path = out_dir.join(format!(".{TENSORS_FILE}.tmp"));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RecordError::Io { path, source }
+        };
+        fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+        let nodes = node_indices.len();
+        let bytes_per_tensor = (samples * nodes * latent * 4) as u64;
+        let mut header = serde_json::Map::new();
+        let mut offsets = BTreeMap::new();
+        for (k, point) in points.iter().enumerate() {
+            let start = k as u64 * bytes_per_tensor;
+            let name = point.to_string();
+            header.insert(
+                name.clone(),
+                serde_json::json!({
+                    "dtype": "F32",
+                    "shape": [samples, nodes, latent],
+                    "data_offsets": [start, start + bytes_per_tensor],
+                }),
+            );
+            offsets.insert(name, start);
+        }
+        let mut header = serde_json::to_vec(&header).expect("a JSON map always serialises");
+        // The data section must start 8-byte aligned: pad the header with spaces.
+        header.resize(header.len().div_ceil(8) * 8, b' ');
+        let data_start = 8 + header.len() as u64;
+        let file = File::create(&tmp_path).map_err(io(&tmp_path))?;
+        file.set_len(data_start + points.len() as u64 * bytes_per_tensor)
+            .map_err(io(&tmp_path))?;
+        let mut file = BufWriter::new(file);
+        file.write_all(&(header.len() as u64).to_le_bytes())
+            .and_then(|_| file.write_all(&header))
+            .map_err(io(&tmp_path))?;
+        let index: Vec<i64> = node_indices.iter().map(|&n| i64::from(n)).collect();
+        Ok(Self {
+            points,
+            node_index: Tensor::from_data(TensorData::new(index, [nodes]), device),
+            nodes,
+            latent,
+            samples,
+            offsets,
+            data_start,
+            tmp_path,
+            final_path,
+            file: RefCell::new(file),
+            cursor: Cell::new(0),
+            batch: Cell::new(0),
+            failure: RefCell::new(None),
+        })
+    }
+
+    /// Mark the end of one forward pass of `batch` samples.
+    pub fn end_batch(&self, batch: usize) {
+        self.cursor.set(self.cursor.get() + batch);
+        self.batch.set(0);
+    }
+
+    /// Complete the file and rename it into place. Returns its path.
+    pub fn finish(self) -> Result<PathBuf, RecordError> {
+        if let Some(error) = self.failure.into_inner() {
+            let _ = fs::remove_file(&self.tmp_path);
+            return Err(error);
+        }
+        if self.cursor.get() != self.samples {
+            let _ = fs::remove_file(&self.tmp_path);
+            return Err(RecordError::SampleCount {
+                expected: self.samples,
+                got: self.cursor.get(),
+            });
+        }
+        let io = |source| RecordError::Io {
+            path: self.tmp_path.clone(),
+            source,
+        };
+        let file = self
+            .file
+            .into_inner()
+            .into_inner()
+            .map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        fs::rename(&self.tmp_path, &self.final_path).map_err(|source| RecordError::Io {
+            path: self.final_path.clone(),
+            source,
+        })?;
+        Ok(self.final_path)
+    }
+
+    fn write(&self, point: HookPoint, tensor: &Tensor<3>) -> Result<(), RecordError> {
+        let [batch, _, latent] = tensor.dims();
+        let name = point.to_string();
+        if latent != self.latent || self.cursor.get() + batch > self.samples {
+            return Err(RecordError::Invalid {
+                path: self.tmp_path.clone(),
+                reason: format!(
+                    "{name}: got a [{batch}, _, {latent}] tensor at sample {} of {} (latent {})",
+                    self.cursor.get(),
+                    self.samples,
+                    self.latent
+                ),
+            });
+        }
+        let kept = tensor.clone().select(1, self.node_index.clone());
+        let values = kept
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| RecordError::Invalid {
+                path: self.tmp_path.clone(),
+                reason: format!("{name}: {e:?}"),
+            })?;
+        if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+            return Err(RecordError::NotFinite {
+                point: name,
+                sample: self.cursor.get() + bad / (self.nodes * self.latent),
+            });
+        }
+        let row_bytes = (self.nodes * self.latent * 4) as u64;
+        let at = self.data_start + self.offsets[&name] + self.cursor.get() as u64 * row_bytes;
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut file = self.file.borrow_mut();
+        file.seek(SeekFrom::Start(at))
+            .and_then(|_| file.write_all(&bytes))
+            .map_err(|source| RecordError::Io {
+                path: self.tmp_path.clone(),
+                source,
+            })
+    }
+}
+
+impl Observer for ProbeRecorder {
+    fn wants(&self, point: HookPoint) -> bool {
+        self.points.contains(&point)
+    }
+
+    fn observe(&self, point: HookPoint, tensor: &Tensor<3>) {
+        if self.failure.borrow().is_some() {
+            return;
+        }
+        self.batch.set(tensor.dims()[0]);
+        if let Err(error) = self.write(point, tensor) {
+            *self.failure.borrow_mut() = Some(error);
+        }
+    }
+}
+
+/// Write `probes.json` beside the tensors (temp name, then rename).
+pub fn write_meta(out_dir: &Path, meta: &RecordingMeta) -> Result<PathBuf, RecordError> {
+    let path = out_dir.join(META_FILE);
+    let tmp = out_dir.join(format!(".{META_FILE}.tmp"));
+    let json = serde_json::to_vec_pretty(meta).expect("RecordingMeta always serialises");
+    fs::write(&tmp, json)
+        .and_then(|_| fs::rename(&tmp, &path))
+        .map_err(|source| RecordError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(path)
+}
+
+/// Read `probes.json`.
+pub fn read_meta(dir: &Path) -> Result<RecordingMeta, RecordError> {
+    let path = dir.join(META_FILE);
+    let bytes = fs::read(&path).map_err(|source| RecordError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| RecordError::Invalid {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_file_is_a_valid_safetensors_with_the_chosen_nodes() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let points = vec![HookPoint::ResidPre(0), HookPoint::Delta(0)];
+        let recorder =
+            ProbeRecorder::create(dir.path(), points.clone(), &[1, 3], 2, 3, &device).unwrap();
+        // Two forward passes: batch 2 then batch 1. Value = 100·sample + 10·node + channel.
+        let batch = |first: usize, count: usize| {
+            let values: Vec<f32> = (first..first + count)
+                .flat_map(|s| {
+                    (0..4).flat_map(move |n| (0..2).map(move |c| (100 * s + 10 * n + c) as f32))
+                })
+                .collect();
+            Tensor::<3>::from_data(TensorData::new(values, [count, 4, 2]), &device)
+        };
+        for (first, count) in [(0, 2), (2, 1)] {
+            let t = batch(first, count);
+            recorder.observe(HookPoint::ResidPre(0), &t);
+            recorder.observe(HookPoint::Delta(0), &(t * 2.0));
+            assert!(!recorder.wants(HookPoint::ResidPost(0)));
+            recorder.end_batch(count);
+        }
+        let path = recorder.finish().unwrap();
+        let bytes = fs::read(&path).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let pre = file.tensor("processor.0.resid_pre").unwrap();
+        assert_eq!(pre.shape(), &[3, 2, 2]);
+        let read: Vec<f32> = pre
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let expected: Vec<f32> = (0..3)
+            .flat_map(|s| {
+                [1, 3]
+                    .into_iter()
+                    .flat_map(move |n| (0..2).map(move |c| (100 * s + 10 * n + c) as f32))
+            })
+            .collect();
+        assert_eq!(read, expected);
+        let delta = file.tensor("processor.0.delta").unwrap();
+        assert_eq!(
+            f32::from_le_bytes(delta.data()[4..8].try_into().unwrap()),
+            2.0 * 11.0
+        );
+    }
+
+    #[test]
+    fn too_few_samples_and_nan_are_errors_and_leave_no_file() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let recorder =
+            ProbeRecorder::create(dir.path(), vec![HookPoint::Delta(1)], &[0], 1, 2, &device)
+                .unwrap();
+        recorder.observe(HookPoint::Delta(1), &Tensor::<3>::zeros([1, 1, 1], &device));
+        recorder.end_batch(1);
+        assert!(matches!(
+            recorder.finish(),
+            Err(RecordError::SampleCount {
+                expected: 2,
+                got: 1
+            })
+        ));
+        assert!(!dir.path().join(TENSORS_FILE).exists());
+
+        let recorder =
+            ProbeRecorder::create(dir.path(), vec![HookPoint::Delta(1)], &[0], 1, 1, &device)
+                .unwrap();
+        let nan = Tensor::<3>::from_data(TensorData::new(vec![f32::NAN], [1, 1, 1]), &device);
+        recorder.observe(HookPoint::Delta(1), &nan);
+        recorder.end_batch(1);
+        let err = recorder.finish().unwrap_err().to_string();
+        assert!(err.contains("processor.1.delta"), "{err}");
+    }
+
+    #[test]
+    fn node_selections() {
+        let lat = [-80.0, -10.0, 0.0, 10.0, 80.0];
+        assert_eq!(NodeSelection::All.indices(&lat), vec![0, 1, 2, 3, 4]);
+        let band = NodeSelection::Band {
+            lat_min: -15.0,
+            lat_max: 15.0,
+        };
+        assert_eq!(band.indices(&lat), vec![1, 2, 3]);
+        let random = NodeSelection::Random { count: 3, seed: 9 };
+        let picked = random.indices(&lat);
+        assert_eq!(picked.len(), 3);
+        assert!(picked.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(picked, random.indices(&lat), "same seed, same nodes");
+    }
+}

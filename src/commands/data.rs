@@ -1,0 +1,121 @@
+//! `weatherlens data ...`: make the built-in data set, inspect a file, per-channel statistics.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use weatherlens_training::atmosphere::{AtmosphereConfig, simulate_with_progress};
+use weatherlens_training::data::SYNTHETIC_FILE;
+use weatherlens_training::dataset::{self, write_era5};
+
+use super::{print_json, progress_bar};
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    #[command(subcommand)]
+    what: DataCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Spin up the built-in shallow-water atmosphere and write 6-hourly fields (ERA5 layout NetCDF4).
+    MakeSynthetic {
+        /// Output folder; the file is OUT/synthetic.nc.
+        #[arg(long)]
+        out: PathBuf,
+        /// Days of 6-hourly output after spin-up.
+        #[arg(long, default_value_t = 730.0)]
+        days: f64,
+        /// Output grid spacing in degrees (5.625 = 32 x 64, WeatherBench's coarsest).
+        #[arg(long, default_value_t = 5.625)]
+        resolution: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Settings of the atmosphere (TOML, the `AtmosphereConfig` fields); flags above override.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Dimensions, variables, time axis and NaN count of a NetCDF file.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mean, std and std of 6-hour differences of every channel of a NetCDF file.
+    Stats {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: DataArgs) -> Result<()> {
+    match args.what {
+        DataCommand::MakeSynthetic {
+            out,
+            days,
+            resolution,
+            seed,
+            config,
+        } => {
+            let mut atmosphere = match &config {
+                Some(path) => AtmosphereConfig::load(path)?,
+                None => AtmosphereConfig::default(),
+            };
+            let n_lat = (180.0 / resolution).round() as usize;
+            anyhow::ensure!(
+                resolution > 0.0 && n_lat >= 4 && (180.0 / resolution - n_lat as f64).abs() < 1e-9,
+                "--resolution {resolution}: 180 must be a whole multiple of it (e.g. 5.625, 2.8125, 1.40625)"
+            );
+            atmosphere.output_n_lat = n_lat;
+            atmosphere.output_n_lon = 2 * n_lat;
+            atmosphere.seed = seed;
+            let bar = progress_bar("simulate", (4.0 * days).round() as u64);
+            let dataset =
+                simulate_with_progress(&atmosphere, days, |done, _| bar.set_position(done as u64))?;
+            bar.finish_and_clear();
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let file = out.join(SYNTHETIC_FILE);
+            write_era5(&file, &dataset)?;
+            tracing::info!(
+                "wrote {} ({} times, {} x {} grid)",
+                file.display(),
+                dataset.time_hours.len(),
+                dataset.lat.len(),
+                dataset.lon.len()
+            );
+            Ok(())
+        }
+        DataCommand::Inspect { file, json } => {
+            let inspection = dataset::inspect(&file)?;
+            if json {
+                print_json(&inspection)
+            } else {
+                println!("{}", serde_json::to_string_pretty(&inspection)?);
+                Ok(())
+            }
+        }
+        DataCommand::Stats { file, json } => {
+            let stats = dataset::stats(&file)?;
+            if json {
+                print_json(&stats)
+            } else {
+                println!(
+                    "{:<10} {:>14} {:>14} {:>14}",
+                    "channel", "mean", "std", "diff_std"
+                );
+                let show = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.6e}"));
+                for c in &stats.channels {
+                    println!(
+                        "{:<10} {:>14} {:>14} {:>14}",
+                        c.name,
+                        show(c.mean),
+                        show(c.std),
+                        show(c.diff_std)
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+}

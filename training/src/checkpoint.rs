@@ -1,0 +1,395 @@
+//! Checkpoints: `model.safetensors` + `optimizer.bpk` (burnpack) + `run.json`, one folder per step.
+//!
+//! A checkpoint folder is written under a temporary name and renamed into place, so a crash never leaves a
+//! half-written checkpoint where a resume would find it. Loading checks every tensor's name, shape and dtype
+//! against the model the config builds before touching the model, so a stale or corrupt file gives an error
+//! that names it instead of a panic or a silently wrong model.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+pub const RUN_FILE: &str = "run.json";
+const PREFIX: &str = "checkpoint-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a readable safetensors file ({reason})")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: does not fit the model the config builds: {reason}")]
+    Mismatch { path: PathBuf, reason: String },
+    #[error("{path}: invalid run.json: {source}")]
+    RunJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {reason}")]
+    Store { path: PathBuf, reason: String },
+    #[error("{path}: no checkpoint folder (`{PREFIX}NNNNNNNN`) found")]
+    NoCheckpoint { path: PathBuf },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Give every parameter an id from its position in the module (0, 1, 2, ...).
+///
+/// burn draws parameter ids at random, and the optimiser keys its state by id; with positional ids a model
+/// rebuilt from the same config finds its optimiser state again on resume.
+pub fn canonical_param_ids<M: Module>(model: M) -> M {
+    struct Renumber(u64);
+    impl ModuleMapper for Renumber {
+        fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.id = ParamId::from(self.0);
+            self.0 += 1;
+            param
+        }
+    }
+    model.map(&mut Renumber(0))
+}
+
+/// Folder name of the checkpoint at `step`.
+pub fn folder_name(step: usize) -> String {
+    format!("{PREFIX}{step:08}")
+}
+
+/// Write a checkpoint of `model` (and `optimizer`) at `step` into `run_dir`, then keep only the newest
+/// `keep_last` checkpoints. Returns the checkpoint folder.
+pub fn save<M: Module + ModuleSnapshot, R: Serialize>(
+    run_dir: &Path,
+    step: usize,
+    model: &M,
+    optimizer: Option<&ModuleOptimizer>,
+    run: &R,
+    keep_last: usize,
+) -> Result<PathBuf, CheckpointError> {
+    fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+    let final_dir = run_dir.join(folder_name(step));
+    let tmp_dir = run_dir.join(format!(".{}.tmp", folder_name(step)));
+    if tmp_dir.exists() {
+        fs::remove_dir_all(&tmp_dir).map_err(io(&tmp_dir))?;
+    }
+    fs::create_dir_all(&tmp_dir).map_err(io(&tmp_dir))?;
+    let written = (|| {
+        let model_path = tmp_dir.join(MODEL_FILE);
+        let mut store = SafetensorsStore::from_file(&model_path);
+        model
+            .save_into(&mut store)
+            .map_err(|e| CheckpointError::Store {
+                path: model_path.clone(),
+                reason: e.to_string(),
+            })?;
+        if let Some(optimizer) = optimizer {
+            let path = tmp_dir.join(OPTIMIZER_FILE);
+            optimizer.save(&path).map_err(|e| CheckpointError::Store {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        let run_path = tmp_dir.join(RUN_FILE);
+        let json = serde_json::to_vec_pretty(run).map_err(|source| CheckpointError::RunJson {
+            path: run_path.clone(),
+            source,
+        })?;
+        fs::write(&run_path, json).map_err(io(&run_path))
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_dir_all(&tmp_dir);
+        return Err(e);
+    }
+    if final_dir.exists() {
+        fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
+    }
+    fs::rename(&tmp_dir, &final_dir).map_err(io(&final_dir))?;
+    prune(run_dir, keep_last)?;
+    Ok(final_dir)
+}
+
+/// Checkpoint folders in `run_dir`, oldest first, with their steps.
+pub fn list(run_dir: &Path) -> Result<Vec<(usize, PathBuf)>, CheckpointError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(run_dir).map_err(io(run_dir))? {
+        let entry = entry.map_err(io(run_dir))?;
+        let name = entry.file_name();
+        let Some(step) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|s| s.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if entry.path().is_dir() {
+            found.push((step, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The newest checkpoint in `run_dir`; `dir` itself when it already is a checkpoint folder.
+pub fn latest(dir: &Path) -> Result<PathBuf, CheckpointError> {
+    if dir.join(RUN_FILE).is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    list(dir)?
+        .pop()
+        .map(|(_, path)| path)
+        .ok_or_else(|| CheckpointError::NoCheckpoint {
+            path: dir.to_path_buf(),
+        })
+}
+
+fn prune(run_dir: &Path, keep_last: usize) -> Result<(), CheckpointError> {
+    let all = list(run_dir)?;
+    let excess = all.len().saturating_sub(keep_last.max(1));
+    for (_, path) in all.into_iter().take(excess) {
+        fs::remove_dir_all(&path).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// Read `run.json` of a checkpoint folder.
+pub fn load_run<R: DeserializeOwned>(checkpoint: &Path) -> Result<R, CheckpointError> {
+    let path = checkpoint.join(RUN_FILE);
+    let bytes = fs::read(&path).map_err(io(&path))?;
+    serde_json::from_slice(&bytes).map_err(|source| CheckpointError::RunJson { path, source })
+}
+
+/// Load the weights of a checkpoint folder into `model` (built from the same config), after checking that
+/// the file holds exactly the model's tensors with the model's shapes.
+pub fn load_model<M: Module + ModuleSnapshot>(
+    checkpoint: &Path,
+    mut model: M,
+) -> Result<M, CheckpointError> {
+    let path = checkpoint.join(MODEL_FILE);
+    let bytes = fs::read(&path).map_err(io(&path))?;
+    check_tensors(&path, &bytes, &model)?;
+    let mut store = SafetensorsStore::from_bytes(Some(bytes));
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| CheckpointError::Store {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        return Err(CheckpointError::Mismatch {
+            path,
+            reason: format!("missing {:?}, errors {:?}", result.missing, result.errors),
+        });
+    }
+    Ok(model)
+}
+
+/// Load the optimiser state saved beside the weights (ids must be canonical: [`canonical_param_ids`]).
+pub fn load_optimizer(
+    checkpoint: &Path,
+    optimizer: ModuleOptimizer,
+) -> Result<ModuleOptimizer, CheckpointError> {
+    let path = checkpoint.join(OPTIMIZER_FILE);
+    if !path.is_file() {
+        return Err(CheckpointError::Io {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "optimizer state missing"),
+        });
+    }
+    optimizer.load(&path).map_err(|e| CheckpointError::Store {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// Compare the file's tensor names, shapes and dtypes with the model's.
+fn check_tensors<M: ModuleSnapshot>(
+    path: &Path,
+    bytes: &[u8],
+    model: &M,
+) -> Result<(), CheckpointError> {
+    let file =
+        safetensors::SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let in_file: BTreeMap<String, Vec<usize>> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec()))
+        .collect();
+    let mut problems = Vec::new();
+    let mut expected_names = Vec::new();
+    for tensor in model.collect(None, None, false) {
+        let shape = tensor.shape.to_vec();
+        match in_file.get(&tensor.name) {
+            None => problems.push(format!("tensor `{}` is missing", tensor.name)),
+            Some(found) if *found != shape => problems.push(format!(
+                "tensor `{}` has shape {found:?}, the model needs {shape:?}",
+                tensor.name
+            )),
+            Some(_) => {}
+        }
+        expected_names.push(tensor.name);
+    }
+    for name in in_file.keys() {
+        if !expected_names.contains(name) {
+            problems.push(format!("unexpected tensor `{name}`"));
+        }
+    }
+    for (name, view) in file.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            problems.push(format!(
+                "tensor `{name}` is {:?}, expected F32",
+                view.dtype()
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        problems.truncate(5);
+        Err(CheckpointError::Mismatch {
+            path: path.to_path_buf(),
+            reason: problems.join("; "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::{AdamConfig, GradientsParams};
+
+    use super::*;
+
+    #[derive(Module, Debug)]
+    struct Tiny {
+        a: Linear,
+        b: Linear,
+    }
+
+    fn tiny(width: usize, device: &Device) -> Tiny {
+        canonical_param_ids(Tiny {
+            a: LinearConfig::new(3, width).init(device),
+            b: LinearConfig::new(width, 2).init(device),
+        })
+    }
+
+    fn weights(model: &Tiny) -> Vec<f32> {
+        model
+            .a
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn round_trip_is_exact_and_old_checkpoints_are_pruned() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let model = tiny(4, &device);
+        for step in [10, 20, 30] {
+            save(
+                dir.path(),
+                step,
+                &model,
+                None,
+                &serde_json::json!({"step": step}),
+                2,
+            )
+            .unwrap();
+        }
+        let kept: Vec<usize> = list(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(kept, vec![20, 30]);
+        let newest = latest(dir.path()).unwrap();
+        let run: serde_json::Value = load_run(&newest).unwrap();
+        assert_eq!(run["step"], 30);
+        let loaded = load_model(&newest, tiny(4, &device)).unwrap();
+        assert_eq!(weights(&loaded), weights(&model));
+        // No temporary folder is left behind.
+        assert!(
+            fs::read_dir(dir.path()).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp"))
+        );
+    }
+
+    #[test]
+    fn wrong_shape_missing_and_truncated_files_are_clear_errors() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let saved = save(dir.path(), 1, &tiny(4, &device), None, &0, 3).unwrap();
+        let err = load_model(&saved, tiny(5, &device))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.safetensors") && err.contains("shape"),
+            "{err}"
+        );
+
+        let bytes = fs::read(saved.join(MODEL_FILE)).unwrap();
+        fs::write(saved.join(MODEL_FILE), &bytes[..bytes.len() / 2]).unwrap();
+        let err = load_model(&saved, tiny(4, &device)).unwrap_err();
+        assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err}");
+
+        fs::remove_file(saved.join(MODEL_FILE)).unwrap();
+        let err = load_model(&saved, tiny(4, &device))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.safetensors"), "{err}");
+        assert!(matches!(
+            latest(&dir.path().join("nothing-here")),
+            Err(CheckpointError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn optimizer_state_survives_a_rebuild_of_the_model() {
+        let device = Device::flex().autodiff();
+        device.seed(1);
+        let dir = tempfile::tempdir().unwrap();
+        let x = Tensor::<2>::ones([5, 3], &device);
+        let step = |model: Tiny, optim: &mut ModuleOptimizer| {
+            let loss = model
+                .b
+                .forward(model.a.forward(x.clone()))
+                .powi_scalar(2)
+                .mean();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            optim.step(1e-2, model, grads)
+        };
+        let mut optim = AdamConfig::new().init();
+        let mut model = step(tiny(4, &device), &mut optim);
+        let saved = save(dir.path(), 1, &model, Some(&optim), &0, 3).unwrap();
+        // Continue uninterrupted ...
+        model = step(model, &mut optim);
+        // ... and from the checkpoint with a freshly built model and optimiser.
+        let mut resumed_optim = load_optimizer(&saved, AdamConfig::new().init()).unwrap();
+        let resumed = load_model(&saved, tiny(4, &device)).unwrap();
+        let resumed = step(resumed, &mut resumed_optim);
+        assert_eq!(weights(&resumed), weights(&model));
+    }
+}

@@ -1,0 +1,307 @@
+//! The run config: one TOML file names the data, the model, the training schedule and the evaluation, plus
+//! the one seed that fixes data order and initialisation. Unknown keys are errors that name the key and file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use weatherlens_models::config::ModelConfig;
+
+use crate::atmosphere::AtmosphereConfig;
+use crate::dataset::VariableSelection;
+use crate::schedule::{LrSchedule, RolloutCurriculum};
+use crate::windows::WindowConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: `{key}` {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+/// A whole run: `weatherlens train --config FILE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Names the run folder (`runs/<name>`) and the model in reports.
+    pub name: String,
+    /// The one seed: weight initialisation and the order of training samples.
+    pub seed: u64,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    pub training: TrainingConfig,
+    #[serde(default)]
+    pub evaluation: EvaluationConfig,
+}
+
+/// Where the fields come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataSource {
+    /// The built-in shallow-water atmosphere, generated into `path` when absent.
+    Synthetic,
+    /// Existing ERA5 / WeatherBench NetCDF files at `path` (a file or a folder of `.nc` files).
+    Netcdf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub source: DataSource,
+    /// A NetCDF file or a folder of them, relative to the working directory.
+    pub path: PathBuf,
+    /// Variables and levels to read; empty = every gridded variable in the files.
+    #[serde(default)]
+    pub variables: Vec<VariableSelection>,
+    /// Loss weight per channel name (e.g. `z500 = 1.0`); channels not named weigh 1.
+    #[serde(default)]
+    pub channel_weights: BTreeMap<String, f64>,
+    /// Sample windows and the train / val / test split. Its `seed` is ignored: the run's `seed` is used.
+    pub windows: WindowConfig,
+    /// The built-in atmosphere (source = "synthetic"): its settings and how many days to simulate.
+    #[serde(default)]
+    pub synthetic: SyntheticConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticConfig {
+    /// Days of 6-hourly output after spin-up.
+    pub days: f64,
+    pub atmosphere: AtmosphereConfig,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        Self {
+            days: 730.0,
+            atmosphere: AtmosphereConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    /// Optimiser updates in total.
+    pub steps: usize,
+    /// Peak learning rate, reached after `warmup_steps` (GraphCast: 1e-3).
+    pub lr: f64,
+    pub final_lr: f64,
+    pub warmup_steps: usize,
+    /// AdamW decoupled weight decay (GraphCast: 0.1).
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (GraphCast: 32).
+    pub grad_clip: f64,
+    /// Autoregressive steps trained through: 1 until `rollout_start`, then one more every `rollout_every`
+    /// updates, up to `data.windows.lead_steps`.
+    pub rollout_start: usize,
+    pub rollout_every: usize,
+    /// Validation loss every this many updates (0 = only at the end), over this many batches.
+    pub val_every: usize,
+    pub val_batches: usize,
+    /// Checkpoint every this many updates (and always at the end); keep the newest `keep_last`.
+    pub checkpoint_every: usize,
+    pub keep_last: usize,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            lr: 1e-3,
+            final_lr: 1e-5,
+            warmup_steps: 50,
+            weight_decay: 0.1,
+            grad_clip: 32.0,
+            rollout_start: usize::MAX,
+            rollout_every: 100,
+            val_every: 100,
+            val_batches: 8,
+            checkpoint_every: 250,
+            keep_last: 3,
+        }
+    }
+}
+
+impl TrainingConfig {
+    pub fn lr_schedule(&self) -> LrSchedule {
+        LrSchedule {
+            peak: self.lr,
+            final_lr: self.final_lr,
+            warmup_steps: self.warmup_steps,
+            total_steps: self.steps,
+        }
+    }
+
+    pub fn curriculum(&self, max_steps: usize) -> RolloutCurriculum {
+        RolloutCurriculum {
+            start: self.rollout_start,
+            every: self.rollout_every,
+            max_steps,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluationConfig {
+    /// Longest forecast lead, hours (WeatherBench scores day 3 and day 5).
+    pub max_lead_hours: i64,
+    /// Hours between successive forecast initial times in the test split.
+    pub init_every_hours: i64,
+    /// At most this many forecast cases (0 = all).
+    pub max_cases: usize,
+    /// Channel whose RMSE is the headline (the Z500 analogue).
+    pub headline_channel: String,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        Self {
+            max_lead_hours: 120,
+            init_every_hours: 24,
+            max_cases: 0,
+            headline_channel: "z500".to_string(),
+        }
+    }
+}
+
+impl RunConfig {
+    /// Read and check a TOML run config.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse TOML `text` (`path` names it in errors) and validate it.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: RunConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.data.windows.seed = config.seed;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            reason: reason.to_string(),
+        };
+        self.model
+            .validate()
+            .map_err(|(key, reason)| invalid(&key, &reason))?;
+        let t = &self.training;
+        if t.steps == 0 {
+            return Err(invalid("training.steps", "must be positive"));
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return Err(invalid("training.lr", "must be a positive number"));
+        }
+        if !(t.grad_clip.is_finite() && t.grad_clip > 0.0) {
+            return Err(invalid("training.grad_clip", "must be a positive number"));
+        }
+        if self.data.windows.batch_size == 0 {
+            return Err(invalid("data.windows.batch_size", "must be positive"));
+        }
+        for (name, w) in &self.data.channel_weights {
+            if !(w.is_finite() && *w >= 0.0) {
+                return Err(invalid(
+                    &format!("data.channel_weights.{name}"),
+                    "must be a non-negative number",
+                ));
+            }
+        }
+        let e = &self.evaluation;
+        if e.max_lead_hours <= 0 || e.init_every_hours <= 0 {
+            return Err(invalid(
+                "evaluation",
+                "max_lead_hours and init_every_hours must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const MINIMAL: &str = r#"
+name = "t"
+seed = 1
+[data]
+source = "synthetic"
+path = "data/x"
+[data.windows]
+train = { start = "2000-01-01", end = "2000-02-01" }
+val = { start = "2000-02-01", end = "2000-02-10" }
+test = { start = "2000-02-10", end = "2000-03-01" }
+[training]
+steps = 10
+"#;
+
+    fn parse(text: &str) -> Result<RunConfig, ConfigError> {
+        RunConfig::parse(text, Path::new("configs/x.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_the_run_seed() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.data.windows.seed, 1);
+        assert_eq!(config.model, ModelConfig::default());
+        assert_eq!(config.training.grad_clip, 32.0);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let err = parse(&MINIMAL.replace("steps = 10", "steps = 10\nstpes = 3"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("configs/x.toml") && err.contains("stpes"),
+            "{err}"
+        );
+        let err = parse(&format!("{MINIMAL}\n[model]\nlatnet = 3\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("latnet"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_values_are_errors() {
+        let err = parse(&MINIMAL.replace("steps = 10", "steps = \"ten\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("steps"), "{err}");
+        let err = parse(&format!("{MINIMAL}\n[model]\nlatent_size = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.latent_size"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error_naming_it() {
+        let err = RunConfig::load(Path::new("no/such/config.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no/such/config.toml"), "{err}");
+    }
+}

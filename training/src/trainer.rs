@@ -1,0 +1,622 @@
+//! The training loop: GraphCast's objective (normalised residuals, cos-lat and channel weights), AdamW with
+//! warm-up + cosine decay and gradient clipping, an autoregressive rollout curriculum, validation, metrics
+//! (`metrics.csv`, `metrics.jsonl`), checkpoints, and resume.
+//!
+//! Reproducibility: the seed fixes the initial weights and the sample order of every epoch, and batch `b` of
+//! epoch `e` depends on nothing else, so a resumed run replays exactly the batches the uninterrupted run saw.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use weatherlens_models::graph::{GraphError, ModelGraph};
+use weatherlens_models::grid::{GridError, LatLonGrid};
+use weatherlens_models::hooks::Hooks;
+use weatherlens_models::model::WeatherModel;
+
+use crate::checkpoint::{self, CheckpointError};
+use crate::config::RunConfig;
+use crate::data::{self, DataError};
+use crate::dataset::{Channel, Dataset, DatasetError, iso8601, parse_iso8601_hours};
+use crate::emulator::Emulator;
+use crate::loss::{loss_weights, weighted_mse};
+use crate::normalise::{Climatology, NormalisationStats, NormaliseError, compute_from_dataset};
+use crate::windows::{Batch, Split, WindowError, Windows};
+
+pub const METRICS_CSV: &str = "metrics.csv";
+pub const METRICS_JSONL: &str = "metrics.jsonl";
+pub const CLIMATOLOGY_FILE: &str = "climatology.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error("samples: {0}")]
+    Windows(#[from] WindowError),
+    #[error("normalisation: {0}")]
+    Normalise(#[from] NormaliseError),
+    #[error("grid of the data: {0}")]
+    Grid(#[from] GridError),
+    #[error("graph: {0}")]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "training loss became {loss} at step {step}; stopped. The last good checkpoint is {last_checkpoint}"
+    )]
+    NonFiniteLoss {
+        step: usize,
+        loss: f64,
+        last_checkpoint: String,
+    },
+    #[error("cannot resume from {path}: {reason}")]
+    Resume { path: PathBuf, reason: String },
+    #[error("the {split:?} split has no samples: check data.windows and the data's time range")]
+    EmptySplit { split: Split },
+}
+
+/// What `run.json` of a checkpoint holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunState {
+    pub config: RunConfig,
+    /// Updates done.
+    pub step: usize,
+    pub seed: u64,
+    pub normalisation: NormalisationStats,
+    pub data: DataDescription,
+    pub optimizer_file: String,
+    pub code_version: String,
+}
+
+/// The data a model was trained on: enough to rebuild its grid and check new data against it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataDescription {
+    pub files: Vec<String>,
+    pub channels: Vec<Channel>,
+    pub lat: Vec<f64>,
+    pub lon: Vec<f64>,
+    pub first_time: String,
+    pub last_time: String,
+    pub step_hours: i64,
+}
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRow {
+    pub step: usize,
+    pub epoch: u64,
+    pub lr: f64,
+    pub rollout_steps: usize,
+    pub train_loss: f64,
+    /// Mean one-step validation loss; empty when not computed at this step.
+    pub val_loss: Option<f64>,
+    pub samples_per_s: f64,
+}
+
+pub struct TrainOptions {
+    /// Where checkpoints, metrics and the climatology go.
+    pub run_dir: PathBuf,
+    /// A run folder or checkpoint folder to continue from.
+    pub resume: Option<PathBuf>,
+    pub progress_bar: bool,
+    /// Stop after this many updates in total (simulates an interruption in tests); `None` = `training.steps`.
+    pub stop_at: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    pub steps: usize,
+    pub last_checkpoint: PathBuf,
+    pub final_train_loss: f64,
+    pub final_val_loss: Option<f64>,
+    pub seconds: f64,
+}
+
+/// Everything loaded once: the data in memory, its sample windows, the graph and the normalisation.
+pub struct Prepared {
+    pub dataset: Arc<Dataset>,
+    pub windows: Windows,
+    pub graph: ModelGraph,
+    pub stats: NormalisationStats,
+    pub climatology: Climatology,
+    pub description: DataDescription,
+}
+
+/// Read the data of `config`, cut its windows, build the graph and (from the training split only) the
+/// normalisation statistics and climatology.
+pub fn prepare(config: &RunConfig) -> Result<Prepared, TrainError> {
+    let reader = data::open(&config.data)?;
+    let dataset = reader.read_all()?;
+    let windows = Windows::new(&config.data.windows, &dataset.time_hours)?;
+    for split in [Split::Train, Split::Val] {
+        if windows.sample_count(split) == 0 {
+            return Err(TrainError::EmptySplit { split });
+        }
+    }
+    let train_range = time_index_range(&dataset.time_hours, &config.data.windows.train)?;
+    let train_part = slice_times(&dataset, train_range);
+    let (stats, climatology) = compute_from_dataset(&train_part, config.data.windows.step_hours)?;
+    let grid = LatLonGrid::from_coordinates(dataset.lat.clone(), dataset.lon.clone())?;
+    let graph = ModelGraph::build(&grid, config.model.mesh_level)?;
+    let uncovered = graph.mesh_nodes_without_grid_senders();
+    if uncovered > 0 {
+        tracing::warn!(
+            "{uncovered} of {} mesh nodes receive from no grid point (mesh level {} is fine for this grid)",
+            graph.num_mesh_nodes(),
+            config.model.mesh_level
+        );
+    }
+    let description = DataDescription {
+        files: reader
+            .paths()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        channels: dataset.channels.clone(),
+        lat: dataset.lat.clone(),
+        lon: dataset.lon.clone(),
+        first_time: dataset
+            .time_hours
+            .first()
+            .map_or(String::new(), |&t| iso8601(t)),
+        last_time: dataset
+            .time_hours
+            .last()
+            .map_or(String::new(), |&t| iso8601(t)),
+        step_hours: reader
+            .time_step_hours()
+            .unwrap_or(config.data.windows.step_hours),
+    };
+    Ok(Prepared {
+        dataset: Arc::new(dataset),
+        windows,
+        graph,
+        stats,
+        climatology,
+        description,
+    })
+}
+
+/// Indices `[first, last]` of the times inside `range` = [start, end).
+fn time_index_range(
+    times: &[i64],
+    range: &crate::windows::TimeRange,
+) -> Result<std::ops::Range<usize>, TrainError> {
+    let parse = |s: &str| {
+        parse_iso8601_hours(s).map_err(|e| WindowError::Config {
+            key: "data.windows.train".into(),
+            detail: e.to_string(),
+        })
+    };
+    let (start, end) = (parse(&range.start)?, parse(&range.end)?);
+    let first = times.partition_point(|&t| t < start);
+    let last = times.partition_point(|&t| t < end);
+    Ok(first..last)
+}
+
+fn slice_times(dataset: &Dataset, range: std::ops::Range<usize>) -> Dataset {
+    let n = dataset.frame_len();
+    Dataset {
+        channels: dataset.channels.clone(),
+        lat: dataset.lat.clone(),
+        lon: dataset.lon.clone(),
+        time_hours: dataset.time_hours[range.clone()].to_vec(),
+        data: dataset.data[range.start * n..range.end * n].to_vec(),
+    }
+}
+
+/// Build the model of `config` with seeded weights and positional parameter ids.
+pub fn build_model(config: &RunConfig, channels: usize, device: &Device) -> WeatherModel {
+    device.seed(config.seed);
+    checkpoint::canonical_param_ids(WeatherModel::new(
+        &config.model,
+        2 * channels,
+        channels,
+        device,
+    ))
+}
+
+fn optimizer(config: &RunConfig) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(config.training.weight_decay as f32)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(
+            config.training.grad_clip as f32,
+        )))
+        .init()
+}
+
+/// The loss weights of GraphCast: cos(latitude) per grid point times the configured channel weight.
+fn weights(config: &RunConfig, prepared: &Prepared, device: &Device) -> Tensor<3> {
+    let grid = prepared.graph.grid();
+    let row_weights = grid.latitude_weights();
+    let per_point: Vec<f64> = (0..grid.num_points())
+        .map(|p| row_weights[p / grid.n_lon()])
+        .collect();
+    let per_channel: Vec<f64> = prepared
+        .stats
+        .channels
+        .iter()
+        .map(|c| {
+            config
+                .data
+                .channel_weights
+                .get(&c.name)
+                .copied()
+                .unwrap_or(1.0)
+        })
+        .collect();
+    loss_weights(&per_point, &per_channel, device)
+}
+
+/// Mean loss over `rollout` autoregressive steps of a batch, in residual units.
+fn rollout_loss(
+    emulator: &Emulator,
+    batch: &Batch,
+    rollout: usize,
+    weights: &Tensor<3>,
+) -> Tensor<1> {
+    let n = batch.len();
+    let inputs = emulator.states(&batch.inputs, 2 * n);
+    let [_, points, channels] = inputs.dims();
+    let inputs = inputs.reshape([n, 2, points, channels]);
+    let targets = emulator
+        .states(&batch.targets, n * batch.lead_steps)
+        .reshape([n, batch.lead_steps, points, channels]);
+    let mut previous = inputs
+        .clone()
+        .slice([0..n, 0..1])
+        .reshape([n, points, channels]);
+    let mut current = inputs.slice([0..n, 1..2]).reshape([n, points, channels]);
+    let mut total: Option<Tensor<1>> = None;
+    for k in 0..rollout {
+        let next = emulator.step(previous, current.clone(), &Hooks::none());
+        let truth = targets
+            .clone()
+            .slice([0..n, k..k + 1])
+            .reshape([n, points, channels]);
+        let error = emulator.in_residual_units(next.clone() - truth);
+        let loss = weighted_mse(error.clone(), error.zeros_like(), weights);
+        total = Some(match total {
+            Some(t) => t + loss,
+            None => loss,
+        });
+        previous = current;
+        current = next;
+    }
+    total.expect("rollout >= 1") / rollout as f64
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    f64::from(t.into_scalar::<f32>())
+}
+
+/// Train `config` into `options.run_dir`.
+pub fn train(
+    config: &RunConfig,
+    options: &TrainOptions,
+    device: &Device,
+) -> Result<TrainReport, TrainError> {
+    let started = Instant::now();
+    let prepared = prepare(config)?;
+    let train_device = device.clone().autodiff();
+    let channels = prepared.stats.channels.len();
+    let mut model = build_model(config, channels, &train_device);
+    let mut optim = optimizer(config);
+    let mut start_step = 0;
+    let run_dir = &options.run_dir;
+    fs::create_dir_all(run_dir).map_err(|source| TrainError::Io {
+        path: run_dir.clone(),
+        source,
+    })?;
+
+    if let Some(resume) = &options.resume {
+        let checkpoint = checkpoint::latest(resume)?;
+        let state: RunState = checkpoint::load_run(&checkpoint)?;
+        check_resumable(config, &state, &prepared, &checkpoint)?;
+        model = checkpoint::load_model(&checkpoint, model)?;
+        optim = checkpoint::load_optimizer(&checkpoint, optim)?;
+        start_step = state.step;
+        truncate_metrics(run_dir, start_step)?;
+        tracing::info!(
+            "resuming from {} at step {start_step}",
+            checkpoint.display()
+        );
+    } else {
+        remove_metrics(run_dir)?;
+    }
+    prepared.climatology.save(&run_dir.join(CLIMATOLOGY_FILE))?;
+
+    let weights = weights(config, &prepared, &train_device);
+    let mut emulator = Emulator::new(
+        model,
+        &config.model,
+        &prepared.graph,
+        prepared.stats.clone(),
+        &train_device,
+    );
+    let schedule = config.training.lr_schedule();
+    let curriculum = config.training.curriculum(config.data.windows.lead_steps);
+    let batch_size = config.data.windows.batch_size;
+    let batches_per_epoch = prepared
+        .windows
+        .sample_count(Split::Train)
+        .div_ceil(batch_size);
+    let end_step = options
+        .stop_at
+        .unwrap_or(config.training.steps)
+        .min(config.training.steps);
+    let source: Arc<dyn crate::windows::FrameSource> = prepared.dataset.clone();
+
+    let bar = progress_bar(options.progress_bar, start_step, config.training.steps);
+    let mut last_checkpoint = checkpoint::latest(run_dir).ok();
+    let mut last_train_loss = f64::NAN;
+    let mut last_val_loss = None;
+    let mut step = start_step;
+    let mut window_started = Instant::now();
+    while step < end_step {
+        let epoch = (step / batches_per_epoch) as u64;
+        let skip = step % batches_per_epoch;
+        for batch in prepared
+            .windows
+            .batches(source.clone(), Split::Train, epoch)?
+            .skip(skip)
+        {
+            if step >= end_step {
+                break;
+            }
+            let batch = batch?;
+            let rollout = curriculum.rollout_steps(step);
+            let lr = schedule.lr(step);
+            let loss = rollout_loss(&emulator, &batch, rollout, &weights);
+            let grads = GradientsParams::from_grads(loss.backward(), &emulator.model);
+            let loss_value = scalar(loss);
+            if !loss_value.is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    step,
+                    loss: loss_value,
+                    last_checkpoint: last_checkpoint
+                        .as_ref()
+                        .map_or("none (no checkpoint written yet)".to_string(), |p| {
+                            p.display().to_string()
+                        }),
+                });
+            }
+            emulator.model = optim.step(lr, emulator.model, grads);
+            step += 1;
+            last_train_loss = loss_value;
+            let validate = step == end_step
+                || (config.training.val_every > 0 && step % config.training.val_every == 0);
+            let val_loss = if validate {
+                let v = validation_loss(config, &emulator, &prepared, &weights, device)?;
+                last_val_loss = Some(v);
+                Some(v)
+            } else {
+                None
+            };
+            let elapsed = window_started.elapsed().as_secs_f64();
+            window_started = Instant::now();
+            append_metrics(
+                run_dir,
+                &MetricsRow {
+                    step,
+                    epoch,
+                    lr,
+                    rollout_steps: rollout,
+                    train_loss: loss_value,
+                    val_loss,
+                    samples_per_s: batch.len() as f64 / elapsed.max(1e-9),
+                },
+            )?;
+            bar.set_position(step as u64);
+            bar.set_message(format!(
+                "loss {loss_value:.4}{}",
+                val_loss.map_or(String::new(), |v| format!(" val {v:.4}"))
+            ));
+            let checkpoint_now = step == end_step
+                || (config.training.checkpoint_every > 0
+                    && step % config.training.checkpoint_every == 0);
+            if checkpoint_now {
+                let state = RunState {
+                    config: config.clone(),
+                    step,
+                    seed: config.seed,
+                    normalisation: prepared.stats.clone(),
+                    data: prepared.description.clone(),
+                    optimizer_file: checkpoint::OPTIMIZER_FILE.to_string(),
+                    code_version: env!("CARGO_PKG_VERSION").to_string(),
+                };
+                last_checkpoint = Some(checkpoint::save(
+                    run_dir,
+                    step,
+                    &emulator.model,
+                    Some(&optim),
+                    &state,
+                    config.training.keep_last,
+                )?);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(TrainReport {
+        steps: step,
+        last_checkpoint: last_checkpoint.unwrap_or_else(|| run_dir.clone()),
+        final_train_loss: last_train_loss,
+        final_val_loss: last_val_loss,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Mean one-step loss over the first `val_batches` validation batches (time order), without gradients.
+fn validation_loss(
+    config: &RunConfig,
+    emulator: &Emulator,
+    prepared: &Prepared,
+    weights: &Tensor<3>,
+    device: &Device,
+) -> Result<f64, TrainError> {
+    let model = emulator.model.valid();
+    let plain = Emulator::new(
+        model,
+        &config.model,
+        &prepared.graph,
+        prepared.stats.clone(),
+        device,
+    );
+    let weights = Tensor::<3>::from_data(weights.to_data(), device);
+    let source: Arc<dyn crate::windows::FrameSource> = prepared.dataset.clone();
+    let (mut sum, mut count) = (0.0, 0usize);
+    for batch in prepared
+        .windows
+        .batches(source, Split::Val, 0)?
+        .take(config.training.val_batches.max(1))
+    {
+        sum += scalar(rollout_loss(&plain, &batch?, 1, &weights));
+        count += 1;
+    }
+    Ok(sum / count.max(1) as f64)
+}
+
+fn check_resumable(
+    config: &RunConfig,
+    state: &RunState,
+    prepared: &Prepared,
+    checkpoint: &Path,
+) -> Result<(), TrainError> {
+    let fail = |reason: String| TrainError::Resume {
+        path: checkpoint.to_path_buf(),
+        reason,
+    };
+    if state.config.model != config.model {
+        return Err(fail(format!(
+            "the checkpoint's model config differs from this config's [model] ({:?} vs {:?})",
+            state.config.model, config.model
+        )));
+    }
+    if state.seed != config.seed || state.config.data != config.data {
+        return Err(fail(
+            "the checkpoint was trained with another seed or [data] section".into(),
+        ));
+    }
+    if state.data.channels != prepared.description.channels
+        || state.data.lat != prepared.description.lat
+        || state.data.lon != prepared.description.lon
+    {
+        return Err(fail(
+            "the data's channels or grid differ from the checkpoint's".into(),
+        ));
+    }
+    if state.step > config.training.steps {
+        return Err(fail(format!(
+            "the checkpoint is at step {} but training.steps is {}",
+            state.step, config.training.steps
+        )));
+    }
+    Ok(())
+}
+
+fn progress_bar(show: bool, position: usize, total: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64).with_position(position as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} train [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn remove_metrics(run_dir: &Path) -> Result<(), TrainError> {
+    for name in [METRICS_CSV, METRICS_JSONL] {
+        let path = run_dir.join(name);
+        if path.exists() {
+            fs::remove_file(&path).map_err(io_error(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Read `metrics.csv` of a run folder.
+pub fn read_metrics(run_dir: &Path) -> Result<Vec<MetricsRow>, TrainError> {
+    let path = run_dir.join(METRICS_CSV);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut reader = csv::Reader::from_path(&path).map_err(|e| TrainError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    reader
+        .deserialize()
+        .collect::<Result<Vec<MetricsRow>, _>>()
+        .map_err(|e| TrainError::Io {
+            path,
+            source: std::io::Error::other(e),
+        })
+}
+
+/// Keep only the rows up to `step` (a resumed run rewrites what came after its checkpoint).
+fn truncate_metrics(run_dir: &Path, step: usize) -> Result<(), TrainError> {
+    let rows: Vec<MetricsRow> = read_metrics(run_dir)?
+        .into_iter()
+        .filter(|r| r.step <= step)
+        .collect();
+    remove_metrics(run_dir)?;
+    for row in &rows {
+        append_metrics(run_dir, row)?;
+    }
+    Ok(())
+}
+
+fn append_metrics(run_dir: &Path, row: &MetricsRow) -> Result<(), TrainError> {
+    let csv_path = run_dir.join(METRICS_CSV);
+    let new = !csv_path.exists();
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&csv_path)
+        .map_err(io_error(&csv_path))?;
+    let mut writer = csv::WriterBuilder::new().has_headers(new).from_writer(file);
+    writer
+        .serialize(row)
+        .and_then(|_| writer.flush().map_err(csv::Error::from))
+        .map_err(|e| TrainError::Io {
+            path: csv_path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+    let json_path = run_dir.join(METRICS_JSONL);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&json_path)
+        .map_err(io_error(&json_path))?;
+    let line = serde_json::to_string(row).map_err(|e| TrainError::Io {
+        path: json_path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    writeln!(file, "{line}").map_err(io_error(&json_path))
+}
