@@ -1,5 +1,12 @@
 //! Probes on the processor's hook points and the analyses that test the "physics of AI weather models"
 //! hypotheses: velocity decay, spectral centroid by depth, CKA / CKNNA alignment, error correlation.
+//!
+//! Flow: `record` writes what the hooks saw; `velocity`, `spectrum`, `alignment` and `error_correlation`
+//! compute figures from recordings and evaluation files; `plot` draws them.
 
+pub mod alignment;
+pub mod error_correlation;
+pub mod plot;
 pub mod record;
 pub mod spectrum;
+pub mod velocity;
