@@ -1,4 +1,35 @@
-//! One in-memory dataset type that every source (ERA5 NetCDF, WeatherBench, the built-in atmosphere) produces.
+//! One in-memory dataset type that every source (ERA5 NetCDF, WeatherBench, the built-in atmosphere) produces,
+//! and the NetCDF-4 files it is read from and written to.
+//!
+//! * [`GridReader`] opens ERA5 (old and new CDS names) and WeatherBench files and reads them by time chunks.
+//! * [`Era5Writer`] / [`write_era5`] write the ERA5 layout that `ncdump` and xarray read with named dimensions.
+//! * [`inspect`] / [`stats`] back `data inspect --json` and `data stats --json`.
+
+mod cf_time;
+mod coordinates;
+mod error;
+mod grid;
+mod hdf5_raw;
+mod inspect;
+mod io_bench;
+mod known_variables;
+mod moments;
+mod netcdf;
+mod reader;
+mod write;
+
+pub use cf_time::{CfTimeUnits, TimeFormatError, iso8601, parse_iso8601_hours, uniform_step_hours};
+pub use coordinates::Convention;
+pub use error::DatasetError;
+pub use grid::{Orientation, OrientationError};
+pub use inspect::{
+    ChannelSummary, Inspection, Stats, TimeSummary, VariableSummary, inspect, stats,
+};
+pub use io_bench::{IoBenchSize, IoBenchmark, bench_netcdf_io};
+pub use known_variables::{KNOWN_VARIABLES, KnownVariable};
+pub use moments::Moments;
+pub use reader::{GridReader, VariableSelection, channel_name};
+pub use write::{Era5Writer, write_era5};
 
 /// One channel of a dataset: a variable at one level (or a surface variable).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -19,9 +50,10 @@ pub struct Channel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     pub channels: Vec<Channel>,
-    /// Latitudes in degrees, in the order stored in `data` (either 90 -> -90 or ascending).
+    /// Latitudes in degrees, in the order stored in `data`. Files read by [`GridReader`] come out 90 -> -90;
+    /// other producers may use either order ([`Orientation`] normalises).
     pub lat: Vec<f64>,
-    /// Longitudes in degrees, in the order stored in `data`.
+    /// Longitudes in degrees, in the order stored in `data` (ascending in [0, 360) from [`GridReader`]).
     pub lon: Vec<f64>,
     /// Valid times as hours since 1970-01-01T00:00:00Z.
     pub time_hours: Vec<i64>,
@@ -39,4 +71,50 @@ impl Dataset {
         let n = self.frame_len();
         &self.data[t * n..(t + 1) * n]
     }
+
+    /// Number of times.
+    pub fn time_count(&self) -> usize {
+        self.time_hours.len()
+    }
+
+    /// Index of the channel called `name`.
+    pub fn channel_index(&self, name: &str) -> Option<usize> {
+        self.channels.iter().position(|c| c.name == name)
+    }
+
+    /// Checks that `data` has exactly times × channels × lat × lon values; the message says what differs.
+    pub fn check_shape(&self) -> Result<(), String> {
+        let expected = self.time_hours.len() * self.frame_len();
+        if self.data.len() == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "data has {} values but {} times x {} channels x {} lat x {} lon = {expected}",
+                self.data.len(),
+                self.time_hours.len(),
+                self.channels.len(),
+                self.lat.len(),
+                self.lon.len()
+            ))
+        }
+    }
+}
+
+/// Path of a committed fixture written by `tests/fixtures/make_fixtures.py`.
+#[cfg(test)]
+pub(crate) fn fixture_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+/// HDF5 1.10 locks files with `flock` on descriptors that child processes inherit: a tool started by one test
+/// while another test writes a file would hold that file's write lock until it exits, and reopening the file
+/// would then fail with "unable to lock file". Tests that write HDF5 files or start tools take turns.
+#[cfg(test)]
+pub(crate) fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    static WRITE_OR_SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    WRITE_OR_SPAWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
