@@ -66,6 +66,11 @@ impl EdgeIndex {
 ///
 /// It returns the node increment Δx rather than adding it, so the caller writes the residual update itself
 /// (`x = x + v` in the processor is the equation `X_{i+1} = X_i + v_i(X_i)`).
+///
+/// The edge MLP's first layer on `[e, x_snd, x_rcv]` is evaluated as `e·W_e + (x_snd·W_s)[senders] +
+/// (x_rcv·W_r)[receivers]` ([`Mlp::forward_parts`]): the same parameters and maths with about half the edge
+/// FLOPs. [`InteractionNetwork::increments_reference`] keeps the plain concatenating form; tests hold the two
+/// equal.
 #[derive(Module, Debug)]
 pub struct InteractionNetwork {
     edge_mlp: Mlp,

@@ -63,6 +63,54 @@ impl Mlp {
         }
     }
 
+    /// The MLP of a concatenation `[a_1, .., a_k]` along the last axis, where part `j` is `source_j` with rows
+    /// gathered by `index_j` along axis 1 (or taken as is).
+    ///
+    /// The first layer is evaluated as `Σ_j (source_j · W_j)[index_j] + b`, the same maths as
+    /// `Linear([source_1[index_1], ..])` without building the concatenation, and with the product taken before
+    /// the gather: for edge MLPs that is one [nodes, latent]² product per node set instead of one per edge. With a
+    /// pre-LN (which normalises the concatenation as a whole) the parts are gathered and concatenated first.
+    ///
+    /// parts: ([batch, rows_j, in_j], optional index [out_rows]) -> [batch, out_rows, output]
+    pub fn forward_parts(&self, parts: Vec<(Tensor<3>, Option<&Tensor<1, Int>>)>) -> Tensor<3> {
+        let gather = |x: Tensor<3>, index: Option<&Tensor<1, Int>>| match index {
+            Some(index) => x.select(1, index.clone()),
+            None => x,
+        };
+        if self.pre_norm {
+            let joined = parts
+                .into_iter()
+                .map(|(x, index)| gather(x, index))
+                .collect();
+            return self.forward(Tensor::cat(joined, 2));
+        }
+        let weight = self.hidden.weight.val();
+        let [_, hidden_size] = weight.dims();
+        let mut offset = 0;
+        let mut sum: Option<Tensor<3>> = None;
+        for (x, index) in parts {
+            let width = x.dims()[2];
+            let w = weight
+                .clone()
+                .slice([offset..offset + width, 0..hidden_size]);
+            offset += width;
+            let term = gather(x.matmul(w.unsqueeze::<3>()), index);
+            sum = Some(match sum {
+                Some(s) => s + term,
+                None => term,
+            });
+        }
+        let mut h = sum.expect("forward_parts needs at least one part");
+        if let Some(bias) = &self.hidden.bias {
+            h = h + bias.val().unsqueeze::<3>();
+        }
+        let y = self.output.forward(silu(h));
+        match &self.norm {
+            Some(norm) => norm.forward(y),
+            None => y,
+        }
+    }
+
     /// Sets the output layer's weights and bias to zero, so that (without a post-LN) the MLP outputs zero.
     /// With a post-LN the LayerNorm's scale and offset are zeroed too. Used by tests and by ablations that
     /// switch a layer off.

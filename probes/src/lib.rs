@@ -5,8 +5,12 @@
 //! compute figures from recordings and evaluation files; `plot` draws them.
 
 pub mod alignment;
+pub mod analysis;
+pub mod capture;
 pub mod error_correlation;
+pub mod inputs;
 pub mod plot;
 pub mod record;
+pub mod report;
 pub mod spectrum;
 pub mod velocity;

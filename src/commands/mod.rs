@@ -1,7 +1,12 @@
 //! One module per subcommand; this file holds the top-level parser and the dispatch.
 
+mod analyze;
 mod bench;
+mod compare;
 mod data;
+mod demo;
+mod evaluate;
+mod probe;
 mod train;
 
 use anyhow::Result;
@@ -38,10 +43,20 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The main job: built-in data -> train configs/demo.toml -> evaluate -> runs/demo/report.md.
+    Demo(demo::DemoArgs),
     /// Make, inspect and summarise data sets.
     Data(data::DataArgs),
     /// Train a model from a run config.
     Train(train::TrainArgs),
+    /// Forecast the test split and score against persistence, climatology and physics.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Record X_i, v_i and X_{i+1} at the processor's hook points.
+    Probe(probe::ProbeArgs),
+    /// Velocity decay, straightness and spectral centroid of a recording.
+    Analyze(analyze::AnalyzeArgs),
+    /// Alignment (CKA, CKNNA, mutual kNN) between two representations.
+    Compare(compare::CompareArgs),
     /// Benchmarks that print figures.
     Bench(bench::BenchArgs),
 }
@@ -50,8 +65,13 @@ pub fn run(cli: Cli) -> Result<()> {
     let device = cli.device.device()?;
     let quiet = cli.quiet;
     match cli.command {
+        Command::Demo(args) => demo::run(args, &device, quiet),
         Command::Data(args) => data::run(args),
+        Command::Evaluate(args) => evaluate::run(args, &device),
         Command::Train(args) => train::run(args, &device, quiet),
+        Command::Probe(args) => probe::run(args, &device),
+        Command::Analyze(args) => analyze::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Bench(args) => bench::run(args, &device),
     }
 }

@@ -12,14 +12,12 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::atmosphere::{AtmosphereError, PhysicsBaseline};
-use crate::checkpoint::{self, CheckpointError};
 use crate::config::DataSource;
-use crate::data::{self, DataError};
 use crate::dataset::{DatasetError, iso8601};
-use crate::emulator::Emulator;
 use crate::metrics::{weighted_acc, weighted_rmse};
 use crate::normalise::{Climatology, NormaliseError};
-use crate::trainer::{self, CLIMATOLOGY_FILE, RunState};
+use crate::restore::{RestoreError, Restored, restore};
+use crate::trainer::CLIMATOLOGY_FILE;
 use crate::windows::{FrameSource, Split, WindowConfig, WindowError, Windows};
 
 pub const SCORECARD_CSV: &str = "scorecard.csv";
@@ -33,9 +31,7 @@ pub const PHYSICS: &str = "physics";
 #[derive(Debug, thiserror::Error)]
 pub enum EvaluateError {
     #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    #[error(transparent)]
-    Data(#[from] DataError),
+    Restore(#[from] RestoreError),
     #[error(transparent)]
     Dataset(#[from] DatasetError),
     #[error("test samples: {0}")]
@@ -45,13 +41,11 @@ pub enum EvaluateError {
     #[error("physics baseline: {0}")]
     Physics(#[from] AtmosphereError),
     #[error("{path}: {reason}")]
-    Mismatch { path: PathBuf, reason: String },
-    #[error("{path}: {reason}")]
     Output { path: PathBuf, reason: String },
-    #[error("the test split has no forecast case of {lead_hours} h: check data.windows.test and the data's time range")]
+    #[error(
+        "the test split has no forecast case of {lead_hours} h: check data.windows.test and the data's time range"
+    )]
     NoCases { lead_hours: i64 },
-    #[error(transparent)]
-    Train(#[from] trainer::TrainError),
 }
 
 /// One row of `scorecard.csv`: the mean over forecast cases.
@@ -145,20 +139,14 @@ fn cases(
 
 /// Evaluate the checkpoint in `checkpoint_dir` (a run folder or checkpoint folder) on its config's test split.
 pub fn evaluate(checkpoint_dir: &Path, device: &Device) -> Result<Evaluation, EvaluateError> {
-    let checkpoint = checkpoint::latest(checkpoint_dir)?;
-    let state: RunState = checkpoint::load_run(&checkpoint)?;
+    let Restored {
+        checkpoint,
+        state,
+        dataset,
+        graph,
+        emulator,
+    } = restore(checkpoint_dir, device)?;
     let config = &state.config;
-    let reader = data::open(&config.data)?;
-    let dataset = reader.read_all()?;
-    if dataset.channels != state.data.channels
-        || dataset.lat != state.data.lat
-        || dataset.lon != state.data.lon
-    {
-        return Err(EvaluateError::Mismatch {
-            path: config.data.path.clone(),
-            reason: "the data's channels or grid differ from those the checkpoint was trained on".into(),
-        });
-    }
     let channel_names: Vec<String> = dataset.channels.iter().map(|c| c.name.clone()).collect();
     let climatology = Climatology::load(
         &checkpoint
@@ -181,27 +169,6 @@ pub fn evaluate(checkpoint_dir: &Path, device: &Device) -> Result<Evaluation, Ev
             lead_hours: config.evaluation.max_lead_hours,
         });
     }
-
-    let graph = weatherlens_models::graph::ModelGraph::build(
-        &weatherlens_models::grid::LatLonGrid::from_coordinates(
-            dataset.lat.clone(),
-            dataset.lon.clone(),
-        )
-        .map_err(|e| EvaluateError::Mismatch {
-            path: config.data.path.clone(),
-            reason: e.to_string(),
-        })?,
-        config.model.mesh_level,
-    )
-    .map_err(|e| EvaluateError::Mismatch {
-        path: config.data.path.clone(),
-        reason: e.to_string(),
-    })?;
-    let model = checkpoint::load_model(
-        &checkpoint,
-        trainer::build_model(config, channel_names.len(), device),
-    )?;
-    let emulator = Emulator::new(model, &config.model, &graph, state.normalisation.clone(), device);
     let physics = match config.data.source {
         DataSource::Synthetic => Some(PhysicsBaseline::new(
             &config.data.synthetic.atmosphere.physics_baseline(),
@@ -231,9 +198,15 @@ pub fn evaluate(checkpoint_dir: &Path, device: &Device) -> Result<Evaluation, Ev
             .map(|&t| source.read_frames(t..t + 1))
             .collect::<Result<_, _>>()?;
         let mut forecasts: Vec<(String, Vec<Vec<f32>>)> = vec![
-            (model_name.clone(), emulator.forecast(&inputs, 1, lead_steps)),
+            (
+                model_name.clone(),
+                emulator.forecast(&inputs, 1, lead_steps),
+            ),
             (PERSISTENCE.to_string(), vec![initial.clone(); lead_steps]),
-            (CLIMATOLOGY.to_string(), vec![climatology.mean.clone(); lead_steps]),
+            (
+                CLIMATOLOGY.to_string(),
+                vec![climatology.mean.clone(); lead_steps],
+            ),
         ];
         if let Some(physics) = &physics {
             let lat = &state.data.lat;
@@ -248,7 +221,8 @@ pub fn evaluate(checkpoint_dir: &Path, device: &Device) -> Result<Evaluation, Ev
             for (k, (forecast, observed)) in frames.iter().zip(&truth).enumerate() {
                 for (c, channel) in channel_names.iter().enumerate() {
                     let span = c * field_len..(c + 1) * field_len;
-                    let rmse = weighted_rmse(&forecast[span.clone()], &observed[span.clone()], &weights);
+                    let rmse =
+                        weighted_rmse(&forecast[span.clone()], &observed[span.clone()], &weights);
                     let acc = weighted_acc(
                         &forecast[span.clone()],
                         &observed[span.clone()],
@@ -262,7 +236,9 @@ pub fn evaluate(checkpoint_dir: &Path, device: &Device) -> Result<Evaluation, Ev
                         init_time: init_time.clone(),
                         rmse,
                     });
-                    let entry = acc_sums.entry((name.clone(), c, k)).or_insert((0.0, 0.0, 0));
+                    let entry = acc_sums
+                        .entry((name.clone(), c, k))
+                        .or_insert((0.0, 0.0, 0));
                     entry.0 += rmse;
                     if acc.is_finite() {
                         entry.1 += acc;
@@ -273,7 +249,8 @@ pub fn evaluate(checkpoint_dir: &Path, device: &Device) -> Result<Evaluation, Ev
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let mut model_order: Vec<String> = vec![model_name.clone(), PERSISTENCE.into(), CLIMATOLOGY.into()];
+    let mut model_order: Vec<String> =
+        vec![model_name.clone(), PERSISTENCE.into(), CLIMATOLOGY.into()];
     if physics.is_some() {
         model_order.push(PHYSICS.into());
     }
@@ -288,7 +265,11 @@ pub fn evaluate(checkpoint_dir: &Path, device: &Device) -> Result<Evaluation, Ev
                         lead_hours: (k as i64 + 1) * step_hours,
                         rmse: rmse_sum / n as f64,
                         // Climatology's anomaly is zero: its ACC is undefined, reported as NaN.
-                        acc: if name == CLIMATOLOGY { f64::NAN } else { acc_sum / n as f64 },
+                        acc: if name == CLIMATOLOGY {
+                            f64::NAN
+                        } else {
+                            acc_sum / n as f64
+                        },
                         n_cases: n,
                     });
                 }
@@ -304,7 +285,10 @@ pub fn evaluate(checkpoint_dir: &Path, device: &Device) -> Result<Evaluation, Ev
 }
 
 /// Write `scorecard.csv` and `errors.csv` into `out_dir` (temporary names, then rename).
-pub fn write_tables(evaluation: &Evaluation, out_dir: &Path) -> Result<(PathBuf, PathBuf), EvaluateError> {
+pub fn write_tables(
+    evaluation: &Evaluation,
+    out_dir: &Path,
+) -> Result<(PathBuf, PathBuf), EvaluateError> {
     std::fs::create_dir_all(out_dir).map_err(|e| EvaluateError::Output {
         path: out_dir.to_path_buf(),
         reason: e.to_string(),
@@ -356,7 +340,9 @@ mod tests {
         let n = 8;
         let field = |shift: usize| -> Vec<f32> {
             (0..n)
-                .map(|i| ((i as f64 - shift as f64) * std::f64::consts::TAU / n as f64).sin() as f32)
+                .map(|i| {
+                    ((i as f64 - shift as f64) * std::f64::consts::TAU / n as f64).sin() as f32
+                })
                 .collect()
         };
         let weights = vec![1.0; n];
