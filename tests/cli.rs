@@ -1,0 +1,307 @@
+//! End-to-end tests of the `weatherlens` binary on a tiny run of the built-in atmosphere (seconds each).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const TINY: &str = include_str!("configs/tiny.toml");
+
+/// A temporary working directory holding `tiny.toml` (its data folder is created on first use).
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new(config_edit: impl Fn(&str) -> String) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("tiny.toml"), config_edit(TINY)).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_weatherlens"))
+            .args(args)
+            .arg("-q")
+            .current_dir(self.dir.path())
+            .env("HDF5_USE_FILE_LOCKING", "FALSE")
+            .output()
+            .unwrap()
+    }
+
+    /// Run and require success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "weatherlens {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run and require a clean failure (exit 1, not a panic); returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "weatherlens {args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    }
+}
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn train_evaluate_probe_analyze_compare() {
+    let ws = Workspace::new(str::to_string);
+    ws.ok(&["train", "--config", "tiny.toml", "--out", "run"]);
+    let metrics = csv_rows(&ws.path("run/metrics.csv"));
+    assert_eq!(metrics.len(), 12, "one row per update");
+    let val: Vec<f64> = metrics
+        .iter()
+        .filter(|r| !r[5].is_empty())
+        .map(|r| r[5].parse().unwrap())
+        .collect();
+    assert_eq!(val.len(), 3, "validation at steps 4, 8, 12");
+    assert!(
+        ws.path("run/checkpoint-00000012/model.safetensors")
+            .is_file()
+    );
+    assert!(
+        !ws.path("run/checkpoint-00000004").exists(),
+        "keep_last = 2"
+    );
+
+    ws.ok(&["evaluate", "--checkpoint", "run"]);
+    let scorecard = csv_rows(&ws.path("run/evaluation/scorecard.csv"));
+    // 4 forecasters (tiny, persistence, climatology, physics) x 4 channels x 4 leads (6..24 h).
+    assert_eq!(scorecard.len(), 4 * 4 * 4);
+    let models: std::collections::BTreeSet<&str> =
+        scorecard.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        models.into_iter().collect::<Vec<_>>(),
+        ["climatology", "persistence", "physics", "tiny"]
+    );
+    let cases: usize = scorecard[0][5].parse().unwrap();
+    let errors = csv_rows(&ws.path("run/evaluation/errors.csv"));
+    assert_eq!(errors.len(), scorecard.len() * cases, "one row per case");
+    // The mean RMSE in the scorecard is the mean of the per-case RMSEs in errors.csv.
+    let mean_of_cases: f64 = errors
+        .iter()
+        .filter(|r| r[0] == scorecard[0][0] && r[1] == scorecard[0][1] && r[2] == scorecard[0][2])
+        .map(|r| r[4].parse::<f64>().unwrap())
+        .sum::<f64>()
+        / cases as f64;
+    let scored: f64 = scorecard[0][3].parse().unwrap();
+    assert!((mean_of_cases - scored).abs() < 1e-9 * scored.abs().max(1.0));
+    assert!(ws.path("run/evaluation/rmse_z500.png").is_file());
+
+    ws.ok(&[
+        "probe",
+        "--checkpoint",
+        "run",
+        "--samples",
+        "3",
+        "--every-hours",
+        "6",
+    ]);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(ws.path("run/probes/probes.json")).unwrap()).unwrap();
+    assert_eq!(meta["layers"], serde_json::json!([0, 1, 2]));
+    assert_eq!(
+        meta["node_indices"].as_array().unwrap().len(),
+        42,
+        "all nodes of mesh level 1"
+    );
+
+    let analysis: serde_json::Value =
+        serde_json::from_str(&ws.ok(&["analyze", "run", "--bootstrap", "20", "--json"])).unwrap();
+    assert_eq!(analysis["velocity"]["layers"].as_array().unwrap().len(), 3);
+    let velocity = csv_rows(&ws.path("run/analysis/velocity.csv"));
+    assert_eq!(velocity.len(), 3);
+    assert!(ws.path("run/analysis/centroid.csv").is_file());
+    assert!(ws.path("run/analysis/report.md").is_file());
+
+    // A representation compared with itself is perfectly aligned.
+    let compared: serde_json::Value = serde_json::from_str(&ws.ok(&[
+        "compare",
+        "run/probes",
+        "run/probes",
+        "--tensor",
+        "processor.2.resid_post",
+        "--nulls",
+        "10",
+        "--ci-draws",
+        "0",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(compared["n"], 3 * 42);
+    for metric in ["cka_biased", "cka_unbiased", "cknna", "mutual_knn"] {
+        let value = compared["metrics"][metric].as_f64().unwrap();
+        assert!((value - 1.0).abs() < 1e-9, "{metric} = {value}");
+    }
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted_run() {
+    let straight = Workspace::new(str::to_string);
+    straight.ok(&["train", "--config", "tiny.toml", "--out", "run"]);
+    let resumed = Workspace::new(str::to_string);
+    resumed.ok(&[
+        "train",
+        "--config",
+        "tiny.toml",
+        "--out",
+        "run",
+        "--stop-at",
+        "8",
+    ]);
+    resumed.ok(&[
+        "train",
+        "--config",
+        "tiny.toml",
+        "--out",
+        "run",
+        "--resume",
+        "run",
+    ]);
+    // Everything but the measured throughput must be bit-identical.
+    let strip = |rows: Vec<Vec<String>>| -> Vec<Vec<String>> {
+        rows.into_iter().map(|r| r[..6].to_vec()).collect()
+    };
+    assert_eq!(
+        strip(csv_rows(&straight.path("run/metrics.csv"))),
+        strip(csv_rows(&resumed.path("run/metrics.csv")))
+    );
+    // The weights too (tensor by tensor: the file's JSON header may list them in another order).
+    let weights = |ws: &Workspace| {
+        let bytes = fs::read(ws.path("run/checkpoint-00000012/model.safetensors")).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut tensors: Vec<(String, Vec<u8>)> = file
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| (name, view.data().to_vec()))
+            .collect();
+        tensors.sort();
+        tensors
+    };
+    let (a, b) = (weights(&straight), weights(&resumed));
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "tensor {name} differs after resume");
+    }
+}
+
+#[test]
+fn training_loss_falls_on_the_built_in_data() {
+    let ws = Workspace::new(|c| {
+        c.replace("steps = 12", "steps = 60")
+            .replace("lr = 3e-3", "lr = 1e-2")
+            .replace("val_every = 4", "val_every = 10")
+            .replace("rollout_start = 6", "rollout_start = 1000")
+    });
+    ws.ok(&["train", "--config", "tiny.toml", "--out", "run"]);
+    // The validation loss is measured on the same fixed batches each time, so its trend is the learning.
+    let val: Vec<f64> = csv_rows(&ws.path("run/metrics.csv"))
+        .iter()
+        .filter(|r| !r[5].is_empty())
+        .map(|r| r[5].parse().unwrap())
+        .collect();
+    assert_eq!(val.len(), 6);
+    assert!(val[5] < 0.9 * val[0], "validation loss {val:?}");
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let ws = Workspace::new(str::to_string);
+    let err = ws.fails(&["train", "--config", "missing.toml"]);
+    assert!(err.contains("missing.toml"), "{err}");
+
+    fs::write(
+        ws.path("typo.toml"),
+        TINY.replace("steps = 12", "steps = 12\nstpes = 1"),
+    )
+    .unwrap();
+    let err = ws.fails(&["train", "--config", "typo.toml"]);
+    assert!(err.contains("typo.toml") && err.contains("stpes"), "{err}");
+
+    fs::write(ws.path("not.nc"), "plain text").unwrap();
+    let err = ws.fails(&["data", "inspect", "not.nc"]);
+    assert!(err.contains("not.nc"), "{err}");
+
+    ws.ok(&[
+        "train",
+        "--config",
+        "tiny.toml",
+        "--out",
+        "run",
+        "--stop-at",
+        "4",
+    ]);
+    // Resuming with another model config is refused.
+    fs::write(
+        ws.path("wider.toml"),
+        TINY.replace("latent_size = 16", "latent_size = 24"),
+    )
+    .unwrap();
+    let err = ws.fails(&[
+        "train",
+        "--config",
+        "wider.toml",
+        "--out",
+        "run",
+        "--resume",
+        "run",
+    ]);
+    assert!(err.contains("model config"), "{err}");
+
+    // A truncated checkpoint is named in the error and nothing panics.
+    let weights = ws.path("run/checkpoint-00000004/model.safetensors");
+    let bytes = fs::read(&weights).unwrap();
+    fs::write(&weights, &bytes[..bytes.len() / 3]).unwrap();
+    let err = ws.fails(&["evaluate", "--checkpoint", "run"]);
+    assert!(err.contains("model.safetensors"), "{err}");
+
+    // A run folder that cannot be created (a file is in the way).
+    fs::write(ws.path("blocked"), "").unwrap();
+    let err = ws.fails(&["train", "--config", "tiny.toml", "--out", "blocked/run"]);
+    assert!(err.contains("blocked"), "{err}");
+}
+
+#[test]
+fn diverging_training_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
+    let ws = Workspace::new(|c| {
+        c.replace("lr = 3e-3", "lr = 1e12")
+            .replace("warmup_steps = 2", "warmup_steps = 0")
+            .replace("checkpoint_every = 4", "checkpoint_every = 1")
+    });
+    let err = ws.fails(&["train", "--config", "tiny.toml", "--out", "run"]);
+    assert!(err.contains("at step"), "{err}");
+    let checkpoints: Vec<String> = fs::read_dir(ws.path("run"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("checkpoint-"))
+        .collect();
+    // Whatever was written before the loss blew up is complete and loadable.
+    for name in &checkpoints {
+        assert!(ws.path(&format!("run/{name}/run.json")).is_file());
+    }
+    assert!(
+        !fs::read_dir(ws.path("run")).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp"))
+    );
+}
