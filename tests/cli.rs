@@ -305,3 +305,118 @@ fn diverging_training_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
             .ends_with(".tmp"))
     );
 }
+
+#[test]
+fn study_runs_reports_and_skips_finished_runs() {
+    let ws = Workspace::new(str::to_string);
+    fs::write(
+        ws.path("study.toml"),
+        include_str!("configs/study-tiny.toml"),
+    )
+    .unwrap();
+    let first = ws.run(&["study", "--config", "study.toml", "--nulls", "10"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let report_dir = ws.path("runs/study-tiny/report");
+    for file in [
+        "report.md",
+        "report.html",
+        "report.json",
+        "scorecard.csv",
+        "alignment.csv",
+        "error_correlation.png",
+    ] {
+        assert!(report_dir.join(file).is_file(), "{file}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(report_dir.join("report.json")).unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    assert!(runs[0]["error"].is_null() && runs[1]["error"].is_null());
+    assert!(
+        runs[2]["error"].as_str().unwrap().contains("test split"),
+        "the broken run is reported"
+    );
+    assert!(
+        fs::read_to_string(report_dir.join("report.md"))
+            .unwrap()
+            .contains("**failed**")
+    );
+
+    // The report's figures equal those recomputed from the per-run files.
+    let gnn_scorecard = csv_rows(&ws.path("runs/study-tiny/gnn/evaluation/scorecard.csv"));
+    let reported: Vec<&serde_json::Value> = report["scorecard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["model"] == "gnn")
+        .collect();
+    assert_eq!(
+        reported.len(),
+        gnn_scorecard.iter().filter(|r| r[0] == "gnn").count()
+    );
+    for (row, json) in gnn_scorecard
+        .iter()
+        .filter(|r| r[0] == "gnn")
+        .zip(&reported)
+    {
+        assert_eq!(
+            row[3].parse::<f64>().unwrap(),
+            json["rmse"].as_f64().unwrap()
+        );
+    }
+    // Pearson r of gnn vs shared day-1 z500 errors, from errors.csv.
+    let errors = |run: &str| -> Vec<(String, f64)> {
+        let mut rows: Vec<(String, f64)> =
+            csv_rows(&ws.path(&format!("runs/study-tiny/{run}/evaluation/errors.csv")))
+                .into_iter()
+                .filter(|r| r[0] == run && r[1] == "z500" && r[2] == "24")
+                .map(|r| (r[3].clone(), r[4].parse().unwrap()))
+                .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    };
+    let (a, b) = (errors("gnn"), errors("shared"));
+    let (x, y): (Vec<f64>, Vec<f64>) = (
+        a.iter().map(|r| r.1).collect(),
+        b.iter().map(|r| r.1).collect(),
+    );
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (mx, my) = (mean(&x), mean(&y));
+    let cov: f64 = x.iter().zip(&y).map(|(p, q)| (p - mx) * (q - my)).sum();
+    let r = cov
+        / (x.iter().map(|p| (p - mx).powi(2)).sum::<f64>()
+            * y.iter().map(|q| (q - my).powi(2)).sum::<f64>())
+        .sqrt();
+    let models: Vec<&str> = report["error_models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    let m = models.len();
+    let (i, j) = (
+        models.iter().position(|&n| n == "gnn").unwrap(),
+        models.iter().position(|&n| n == "shared").unwrap(),
+    );
+    let reported_r = report["error_correlation"][i * m + j].as_f64().unwrap();
+    assert!((reported_r - r).abs() < 1e-9, "{reported_r} vs {r}");
+
+    // Re-running reuses both finished runs.
+    let second = ws.run(&["study", "--config", "study.toml", "--nulls", "10"]);
+    assert!(second.status.success());
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(report_dir.join("report.json")).unwrap()).unwrap();
+    for run in &report["runs"].as_array().unwrap()[..2] {
+        let skipped: Vec<&str> = run["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert_eq!(skipped, ["train", "evaluate", "probe"], "{run}");
+    }
+}

@@ -13,4 +13,6 @@ pub mod plot;
 pub mod record;
 pub mod report;
 pub mod spectrum;
+pub mod study;
+pub mod study_report;
 pub mod velocity;

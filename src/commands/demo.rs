@@ -1,129 +1,158 @@
-//! `weatherlens demo`: the built-in data set (made if absent) -> train `configs/demo.toml` -> evaluate ->
-//! `runs/demo/report.md`. Re-running reuses finished steps.
+//! `weatherlens demo`, README's main job: make the built-in data set if absent, run the demo study (the demo
+//! model `configs/demo.toml` plus two other processors, each trained, evaluated, probed and analysed), and write
+//! `runs/demo/report.md` with the demo model's skill and the study's headline figures.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::prelude::Device;
 use clap::Args;
 use weatherlens_probes::report;
-use weatherlens_training::checkpoint;
+use weatherlens_probes::study::StudyConfig;
 use weatherlens_training::config::{DataSource, RunConfig};
 use weatherlens_training::data;
-use weatherlens_training::trainer::{self, RunState, TrainOptions};
+use weatherlens_training::evaluate::{Evaluation, read_scorecard};
 
-use super::evaluate::evaluate_into;
 use super::progress_bar;
+use super::study::run_study;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    #[arg(long, default_value = "configs/demo.toml")]
-    pub config: PathBuf,
+    /// The study to run (its base config is the demo model).
+    #[arg(long, default_value = "configs/study-demo.toml")]
+    pub study: PathBuf,
+    /// Where the demo report goes.
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
-    /// Retrain even if the run folder already holds the finished model.
-    #[arg(long)]
-    pub fresh: bool,
+    /// Folder holding the study's runs.
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
+    /// Permutation-null draws for the alignment figures.
+    #[arg(long, default_value_t = 20)]
+    pub nulls: usize,
 }
 
 pub fn run(args: DemoArgs, device: &Device, quiet: bool) -> Result<()> {
     let started = Instant::now();
-    let config = RunConfig::load(&args.config)?;
-    if config.data.source == DataSource::Synthetic {
+    let study = StudyConfig::load(&args.study)?;
+    let base_path = args
+        .study
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(&study.base);
+    let base = RunConfig::load(&base_path)?;
+    if base.data.source == DataSource::Synthetic {
         let bar = if quiet {
             indicatif::ProgressBar::hidden()
         } else {
             progress_bar(
                 "built-in atmosphere",
-                (4.0 * config.data.synthetic.days).round() as u64,
+                (4.0 * base.data.synthetic.days).round() as u64,
             )
         };
         let (file, made) =
-            data::ensure_synthetic(&config.data, |done, _| bar.set_position(done as u64))?;
+            data::ensure_synthetic(&base.data, |done, _| bar.set_position(done as u64))?;
         bar.finish_and_clear();
         tracing::info!("{} {}", if made { "made" } else { "using" }, file.display());
     }
     let data_seconds = started.elapsed().as_secs_f64();
 
-    let train_dir = args.out.join("train");
-    let finished = checkpoint::latest(&train_dir)
-        .ok()
-        .and_then(|c| checkpoint::load_run::<RunState>(&c).ok())
-        .is_some_and(|s| s.step == config.training.steps && s.config == config);
-    let train_started = Instant::now();
-    if args.fresh || !finished {
-        trainer::train(
-            &config,
-            &TrainOptions {
-                run_dir: train_dir.clone(),
-                resume: None,
-                progress_bar: !quiet,
-                stop_at: None,
-            },
-            device,
-        )?;
-    } else {
-        tracing::info!("{} already holds the trained model", train_dir.display());
+    let (study_report, study_dir) = run_study(&args.study, &args.runs, args.nulls, device, quiet)?;
+    // The demo model is the study's run without overrides: the first one.
+    let Some(demo_run) = study_report.runs.first() else {
+        bail!("{}: the study has no runs", args.study.display());
+    };
+    if let Some(error) = &demo_run.error {
+        bail!("the demo model `{}` failed: {error}", demo_run.name);
     }
-    let train_seconds = train_started.elapsed().as_secs_f64();
+    let scorecard_path = demo_run.dir.join("evaluation").join("scorecard.csv");
+    let evaluation = Evaluation {
+        model: demo_run.name.clone(),
+        scores: read_scorecard(&scorecard_path)?,
+        cases: Vec::new(),
+        forecasts_per_second: f64::NAN,
+    };
 
-    let eval_started = Instant::now();
-    let (evaluation, eval_dir) =
-        evaluate_into(&train_dir, Some(args.out.join("evaluation")), device)?;
-    let eval_seconds = eval_started.elapsed().as_secs_f64();
-
-    let metrics = trainer::read_metrics(&train_dir)?;
-    let last = metrics.last();
     let mut md = String::new();
     let _ = writeln!(md, "# WeatherLens demo\n");
     let _ = writeln!(
         md,
-        "Model `{}`: {:?} processor, {} layers, latent {}, mesh level {}; trained {} steps on the built-in \
-         shallow-water atmosphere (`{}`).\n",
-        config.name,
-        config.model.processor,
-        config.model.num_layers,
-        config.model.latent_size,
-        config.model.mesh_level,
-        config.training.steps,
-        config.data.path.display()
+        "Demo model `{}` (`{}`): {:?} processor, {} layers, latent {}, mesh level {}, {} training steps on the \
+         built-in shallow-water atmosphere (`{}`). Its files: `{}`.\n",
+        demo_run.name,
+        base_path.display(),
+        base.model.processor,
+        base.model.num_layers,
+        base.model.latent_size,
+        base.model.mesh_level,
+        base.training.steps,
+        base.data.path.display(),
+        demo_run.dir.display()
     );
-    if let Some(last) = last {
-        let _ = writeln!(
-            md,
-            "Final training loss {:.4}{} (normalised residual units; `train/metrics.csv`).\n",
-            last.train_loss,
-            metrics
-                .iter()
-                .rev()
-                .find_map(|r| r.val_loss)
-                .map_or(String::new(), |v| format!(", validation loss {v:.4}"))
-        );
-    }
-    let _ = writeln!(md, "## Skill\n");
+    let _ = writeln!(md, "## Skill of the demo model\n");
     md.push_str(&report::skill_markdown(
         &evaluation,
-        &config.evaluation.headline_channel,
+        &base.evaluation.headline_channel,
     ));
     let _ = writeln!(
         md,
-        "\nPlots: `evaluation/rmse_<channel>.png`; tables: `evaluation/scorecard.csv`, `evaluation/errors.csv`.\n"
+        "\n## The study\n\nThe full comparison of {} models (skill, velocity decay, spectral centroid, alignment \
+         with nulls, error correlation) is in `{}/report.md` (and `report.html`, one file with the plots).\n",
+        study_report.runs.len(),
+        study_dir.display()
     );
+    for d in &study_report.dynamics {
+        let _ = writeln!(
+            md,
+            "- `{}`: decay ρ = {:.2}{}, centroid trend of v_i ρ = {}",
+            d.model,
+            d.decay_rho,
+            d.decay_ci
+                .map_or(String::new(), |[lo, hi]| format!(" [{lo:.2}, {hi:.2}]")),
+            d.centroid_trend_v
+                .map_or("n/a".into(), |t| format!("{t:.2}"))
+        );
+    }
+    if let Some(p) = study_report
+        .alignment
+        .iter()
+        .find(|p| p.region == weatherlens_probes::inputs::Region::Global)
+    {
+        let _ = writeln!(
+            md,
+            "- CKNNA(`{}`, `{}`) at the last layer = {:.2} (null 95th percentile {})",
+            p.a,
+            p.b,
+            p.metrics.cknna,
+            p.null
+                .as_ref()
+                .map_or("n/a".into(), |n| format!("{:.2}", n.cknna.p95))
+        );
+    }
+    if let (Some(aa), Some(ap)) = (study_report.mean_r_ai_ai, study_report.mean_r_ai_physics) {
+        let _ = writeln!(
+            md,
+            "- day-{} error correlation: mean r among AI models {aa:.2}, AI vs physics {ap:.2} ({} cases)",
+            study_report.headline_lead_hours / 24,
+            study_report.error_cases
+        );
+    }
     let _ = writeln!(
         md,
-        "## Time\n\ndata {data_seconds:.0} s, training {train_seconds:.0} s, evaluation {eval_seconds:.0} s \
-         ({:.1} forecasts/s), total {:.0} s.",
-        evaluation.forecasts_per_second,
+        "\n## Time\n\ndata {data_seconds:.0} s, study {:.0} s, total {:.0} s.",
+        started.elapsed().as_secs_f64() - data_seconds,
         started.elapsed().as_secs_f64()
     );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let report_path = args.out.join("report.md");
     let tmp = args.out.join(".report.md.tmp");
     std::fs::write(&tmp, &md)
         .and_then(|_| std::fs::rename(&tmp, &report_path))
         .with_context(|| format!("writing {}", report_path.display()))?;
     println!("{md}");
-    tracing::info!("wrote {} and {}", report_path.display(), eval_dir.display());
+    tracing::info!("wrote {}", report_path.display());
     Ok(())
 }

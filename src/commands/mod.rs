@@ -7,6 +7,7 @@ mod data;
 mod demo;
 mod evaluate;
 mod probe;
+mod study;
 mod train;
 
 use anyhow::Result;
@@ -57,6 +58,8 @@ pub enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Alignment (CKA, CKNNA, mutual kNN) between two representations.
     Compare(compare::CompareArgs),
+    /// Train, evaluate, probe and compare a list or grid of runs.
+    Study(study::StudyArgs),
     /// Benchmarks that print figures.
     Bench(bench::BenchArgs),
 }
@@ -72,6 +75,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Probe(args) => probe::run(args, &device),
         Command::Analyze(args) => analyze::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Study(args) => study::run(args, &device, quiet),
         Command::Bench(args) => bench::run(args, &device),
     }
 }
