@@ -57,6 +57,10 @@ pub struct ModelDynamics {
     pub decay_rho: f64,
     pub decay_ci: Option<[f64; 2]>,
     pub straightness: f64,
+    /// mean |v_{L-1}| / mean |v_0|: how much the increments shrink (below 1) or grow over the depth.
+    pub last_over_first: Option<f64>,
+    /// Whether the run's processor is the no-message control.
+    pub control: bool,
     pub centroid_trend_x: Option<f64>,
     pub centroid_trend_v: Option<f64>,
 }
@@ -321,7 +325,17 @@ pub fn write_study_report(
             .ok_or_else(|| io(&path, "missing or unreadable"))?;
         let num = |v: &serde_json::Value| v.as_f64();
         let velocity = &json["velocity"];
+        let norms: Vec<f64> = velocity["layers"]
+            .as_array()
+            .map(|rows| rows.iter().filter_map(|r| r["norm_mean"].as_f64()).collect())
+            .unwrap_or_default();
         dynamics.push(ModelDynamics {
+            last_over_first: match (norms.first(), norms.last()) {
+                (Some(&a), Some(&b)) if a > 0.0 => Some(b / a),
+                _ => None,
+            },
+            control: run.config.model.processor
+                == weatherlens_models::config::ProcessorKind::Selfloop,
             model: run.name.clone(),
             decay_rho: num(&velocity["decay"]["spearman_rho"]).unwrap_or(f64::NAN),
             decay_ci: velocity["decay"]["ci"]
@@ -545,23 +559,37 @@ pub fn markdown(r: &StudyReport) -> String {
         };
         let _ = writeln!(
             md,
-            "- `{}`: Spearman ρ(|v_i|, i) = {} ({ci}): **{word}**; straightness {}.",
+            "- `{}`{}: Spearman ρ(|v_i|, i) = {} ({ci}): **{word}**; |v_last| / |v_0| = {}; straightness {}.",
             d.model,
+            if d.control { " (control: no messages)" } else { "" },
             fmt(d.decay_rho),
+            d.last_over_first.map_or("n/a".into(), fmt),
             fmt(d.straightness)
         );
     }
-    let decaying = ai
-        .iter()
-        .filter(|d| d.decay_ci.is_some_and(|[_, hi]| hi < 0.0))
-        .count();
+    let decays = |d: &&&ModelDynamics| d.decay_ci.is_some_and(|[_, hi]| hi < 0.0);
+    let (controls, interacting): (Vec<&ModelDynamics>, Vec<&ModelDynamics>) =
+        ai.iter().partition(|d| d.control);
     let _ = writeln!(
         md,
-        "\n{decaying} of {} models show increments that shrink with depth beyond their bootstrap interval. \
-         A model whose control (`selfloop`, no messages) decays too shows that decay alone does not need \
-         interactions between nodes.",
-        ai.len()
+        "\n{} of {} message-passing or attention models have increments that shrink with depth beyond their \
+         bootstrap interval (the interval resamples (sample, node) rows, not training seeds).",
+        interacting.iter().filter(decays).count(),
+        interacting.len()
     );
+    if !controls.is_empty() {
+        let _ = writeln!(
+            md,
+            "The no-message control decays in {} of {} runs: {}",
+            controls.iter().filter(decays).count(),
+            controls.len(),
+            if controls.iter().any(|d| decays(&d)) {
+                "decay alone does not need interactions between nodes."
+            } else {
+                "where the others decay, the interactions are part of it."
+            }
+        );
+    }
 
     let _ = writeln!(
         md,

@@ -8,6 +8,7 @@ mod demo;
 mod evaluate;
 mod probe;
 mod study;
+mod summary;
 mod train;
 
 use anyhow::Result;
@@ -46,6 +47,8 @@ impl Cli {
 pub enum Command {
     /// The main job: built-in data -> train configs/demo.toml -> evaluate -> runs/demo/report.md.
     Demo(demo::DemoArgs),
+    /// Build a config's model and print its size, graph and forward time.
+    Summary(summary::SummaryArgs),
     /// Make, inspect and summarise data sets.
     Data(data::DataArgs),
     /// Train a model from a run config.
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let quiet = cli.quiet;
     match cli.command {
         Command::Demo(args) => demo::run(args, &device, quiet),
+        Command::Summary(args) => summary::run(args, &device),
         Command::Data(args) => data::run(args),
         Command::Evaluate(args) => evaluate::run(args, &device),
         Command::Train(args) => train::run(args, &device, quiet),
