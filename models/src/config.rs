@@ -95,7 +95,7 @@ impl ModelConfig {
             return fail("num_layers", "must be positive");
         }
         if self.processor == ProcessorKind::Transformer
-            && (self.num_heads == 0 || self.latent_size % self.num_heads != 0)
+            && (self.num_heads == 0 || !self.latent_size.is_multiple_of(self.num_heads))
         {
             return fail("num_heads", "must be positive and divide latent_size");
         }

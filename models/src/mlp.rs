@@ -115,14 +115,12 @@ impl Mlp {
     /// With a post-LN the LayerNorm's scale and offset are zeroed too. Used by tests and by ablations that
     /// switch a layer off.
     pub fn zero_output(mut self) -> Self {
-        let zero = |p: burn::module::Param<Tensor<2>>| p.map(|t| t.zeros_like());
-        self.output.weight = zero(self.output.weight);
-        self.output.bias = self.output.bias.map(|b| b.map(|t| t.zeros_like()));
-        if !self.pre_norm {
-            if let Some(norm) = self.norm.as_mut() {
-                norm.gamma = norm.gamma.clone().map(|t| t.zeros_like());
-                norm.beta = norm.beta.clone().map(|b| b.map(|t| t.zeros_like()));
-            }
+        let zeros = |t: Tensor<1>| t.zeros_like();
+        self.output.weight = self.output.weight.map(|t| t.zeros_like());
+        self.output.bias = self.output.bias.map(|b| b.map(zeros));
+        if let (false, Some(norm)) = (self.pre_norm, self.norm.as_mut()) {
+            norm.gamma = norm.gamma.clone().map(zeros);
+            norm.beta = norm.beta.clone().map(|b| b.map(zeros));
         }
         self
     }

@@ -9,6 +9,8 @@ use crate::dataset::{DatasetError, GridReader, write_era5};
 
 /// The file the built-in atmosphere writes inside `data.path`.
 pub const SYNTHETIC_FILE: &str = "synthetic.nc";
+/// The settings it was made with, beside it: data made with other settings is made again.
+pub const SYNTHETIC_SETTINGS: &str = "synthetic.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -20,15 +22,29 @@ pub enum DataError {
     Path { path: PathBuf, reason: String },
 }
 
-/// Generate the built-in data set into `config.path` unless it is already there. Returns the file and whether
-/// it was generated now. `progress(done, total)` is called after each 6-hourly frame.
+/// Generate the built-in data set into `config.path` unless it is already there, made with the same settings
+/// (`synthetic.json` beside it). Returns the file and whether it was generated now. `progress(done, total)` is
+/// called after each 6-hourly frame.
 pub fn ensure_synthetic(
     config: &DataConfig,
     progress: impl FnMut(usize, usize),
 ) -> Result<(PathBuf, bool), DataError> {
     let file = config.path.join(SYNTHETIC_FILE);
-    if file.is_file() {
+    let settings_path = config.path.join(SYNTHETIC_SETTINGS);
+    let settings = serde_json::to_string_pretty(&config.synthetic).map_err(|e| DataError::Path {
+        path: settings_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let made_with = std::fs::read_to_string(&settings_path).ok();
+    if file.is_file() && made_with.as_deref() == Some(settings.as_str()) {
         return Ok((file, false));
+    }
+    if file.is_file() {
+        tracing::warn!(
+            "{} was made with other settings (see {}): making it again",
+            file.display(),
+            settings_path.display()
+        );
     }
     std::fs::create_dir_all(&config.path).map_err(|e| DataError::Path {
         path: config.path.clone(),
@@ -40,6 +56,13 @@ pub fn ensure_synthetic(
         progress,
     )?;
     write_era5(&file, &dataset)?;
+    let tmp = settings_path.with_extension("json.tmp");
+    std::fs::write(&tmp, settings)
+        .and_then(|_| std::fs::rename(&tmp, &settings_path))
+        .map_err(|e| DataError::Path {
+            path: settings_path.clone(),
+            reason: e.to_string(),
+        })?;
     Ok((file, true))
 }
 

@@ -20,10 +20,11 @@ pub struct PhysicsBaseline {
 
 impl PhysicsBaseline {
     /// The model the config describes (typically [`AtmosphereConfig::physics_baseline`] of the truth's config:
-    /// same forcing, truncation T31).
+    /// same forcing, truncation T31), without the random stirring: an NWP model does not know the future
+    /// noise, so a forecast is a deterministic function of its initial frame.
     pub fn new(config: &AtmosphereConfig) -> Result<Self, AtmosphereError> {
         Ok(PhysicsBaseline {
-            model: forced_model(config)?,
+            model: forced_model(config)?.without_stirring(),
             steps_per_snapshot: config.steps_per_snapshot(),
         })
     }

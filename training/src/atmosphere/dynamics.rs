@@ -6,7 +6,8 @@
 //! - `∂Φ/∂t = −∇·(Φ v)`
 //! - `∂q/∂t = −v·∇q` for the passive tracer q,
 //!
-//! plus the optional forcing and damping of [`Relaxation`] and [`Damping`].
+//! plus the optional forcing and damping of [`Relaxation`] and [`Damping`], and the optional random vorticity
+//! forcing of [`Stirring`] (added to `∂ζ/∂t`).
 //!
 //! Time stepping: leapfrog with a Robert–Asselin filter (Asselin 1972, Mon. Wea. Rev. 100, 487–490). The gravity-
 //! wave terms (`−∇²Φ` in the divergence equation, `−Φ̄ δ` in the geopotential equation, Φ̄ a constant reference)
@@ -15,6 +16,8 @@
 //! after the dynamical step. The first step is a forward semi-implicit (Crank–Nicolson) step of Δt.
 
 use weatherlens_models::sht::{Complex64, Sht, coefficient_count, kinetic_energy_spectrum};
+
+use super::stirring::{Stirring, StirringProcess};
 
 /// The prognostic fields as spherical-harmonic coefficients, each [coefficient_count(truncation)].
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +127,7 @@ pub struct ShallowWaterModel {
     degree: Vec<usize>,
     relaxation: Option<Relaxation>,
     damping: Option<Damping>,
+    stirring: Option<Stirring>,
 }
 
 /// A leapfrog integration in progress: the two time levels and the time reached.
@@ -132,6 +136,8 @@ pub struct Integration {
     /// Filtered n−1 level; `None` before the first (forward) step.
     previous: Option<SpectralState>,
     current: SpectralState,
+    /// The random vorticity forcing of this run, when the model has one.
+    stirring: Option<StirringProcess>,
     /// Simulated time since the start, s.
     pub elapsed_s: f64,
 }
@@ -178,6 +184,7 @@ impl ShallowWaterModel {
             degree,
             relaxation: None,
             damping: None,
+            stirring: None,
         }
     }
 
@@ -202,6 +209,23 @@ impl ShallowWaterModel {
         self
     }
 
+    /// Adds the random vorticity forcing; every [`start`](Self::start) begins the realisation drawn from the
+    /// stirring's seed, so a run stays a deterministic function of the seed and the initial state.
+    pub fn with_stirring(mut self, stirring: Stirring) -> Self {
+        self.stirring = Some(stirring);
+        self
+    }
+
+    /// The same model without random forcing, so a run is a deterministic function of its initial state.
+    pub fn without_stirring(mut self) -> Self {
+        self.stirring = None;
+        self
+    }
+
+    pub fn stirring(&self) -> Option<&Stirring> {
+        self.stirring.as_ref()
+    }
+
     pub fn sht(&self) -> &Sht {
         &self.sht
     }
@@ -224,6 +248,9 @@ impl ShallowWaterModel {
         Integration {
             previous: None,
             current: state,
+            stirring: self.stirring.as_ref().map(|stirring| {
+                StirringProcess::new(stirring, self.sht.truncation(), self.time_step)
+            }),
             elapsed_s: 0.0,
         }
     }
@@ -311,9 +338,16 @@ impl ShallowWaterModel {
         tendency
     }
 
-    /// Advances `run` by one time step.
+    /// Advances `run` by one time step. The stirring, when present, is held over the step (its value at level n
+    /// joins the explicit tendency) and then moves on by Δt.
     pub fn step(&self, run: &mut Integration) {
-        let tendency = self.tendencies(&run.current);
+        let mut tendency = self.tendencies(&run.current);
+        if let Some(stirring) = &mut run.stirring {
+            for (t, f) in tendency.vorticity.iter_mut().zip(stirring.forcing()) {
+                *t += f;
+            }
+            stirring.advance();
+        }
         let next = match &run.previous {
             Some(previous) => {
                 self.implicit_update(previous, &run.current, &tendency, 2.0 * self.time_step)

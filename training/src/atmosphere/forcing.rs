@@ -10,6 +10,7 @@ use weatherlens_models::sht::{Complex64, Sht, power_spectrum};
 
 use super::config::{AtmosphereConfig, JetConfig, TopographyWave};
 use super::dynamics::{Damping, Relaxation, ShallowWaterModel, SpectralState};
+use super::stirring::Stirring;
 use super::williamson::gaussian_grid_values;
 use super::{AtmosphereError, EARTH_RADIUS_M, EARTH_ROTATION_RATE, GRAVITY, SECONDS_PER_DAY};
 
@@ -21,7 +22,8 @@ const PERTURBATION_MAX_DEGREE: usize = 20;
 /// Root-mean-square of the seed's initial vorticity perturbation, s⁻¹ (a few per cent of the jets' vorticity).
 const PERTURBATION_RMS: f64 = 1e-6;
 
-/// The forced-dissipative model the config describes, at the config's truncation.
+/// The forced-dissipative model the config describes, at the config's truncation, stirred when
+/// `forcing.stirring.vorticity_rms_per_day > 0`.
 pub fn forced_model(config: &AtmosphereConfig) -> Result<ShallowWaterModel, AtmosphereError> {
     config.validate()?;
     let sht = Sht::with_alias_free_grid(config.truncation).with_radius(EARTH_RADIUS_M);
@@ -38,7 +40,19 @@ pub fn forced_model(config: &AtmosphereConfig) -> Result<ShallowWaterModel, Atmo
     let equilibrium = equilibrium_state(&unforced, config);
     let rate = |days: f64| 1.0 / (days * SECONDS_PER_DAY);
     let forcing = &config.forcing;
-    Ok(unforced
+    let stirring = &forcing.stirring;
+    let model = if stirring.vorticity_rms_per_day > 0.0 {
+        unforced.with_stirring(Stirring {
+            vorticity_rms: stirring.vorticity_rms_per_day / SECONDS_PER_DAY,
+            min_degree: stirring.min_degree,
+            max_degree: stirring.max_degree,
+            decorrelation_s: stirring.decorrelation_days * SECONDS_PER_DAY,
+            seed: config.seed,
+        })
+    } else {
+        unforced
+    };
+    Ok(model
         .with_relaxation(Relaxation {
             geopotential_target: equilibrium.geopotential,
             geopotential_rate: rate(forcing.relaxation_days),
@@ -249,6 +263,33 @@ mod tests {
             model.advance(&mut run, 5 * steps_per_day - config.steps_per_snapshot());
         }
         assert!(run.state().is_finite());
+    }
+
+    #[test]
+    fn zero_stirring_is_the_unstirred_model_and_the_default_stirring_changes_the_weather() {
+        // T21, 2 days: a config with the stirring off runs exactly as the default model with its stirring
+        // removed (the unstirred code path, bit for bit), and the default (stirred) run differs from both.
+        let config = AtmosphereConfig {
+            truncation: 21,
+            time_step_s: 1800.0,
+            ..AtmosphereConfig::default()
+        };
+        let mut off = config.clone();
+        off.forcing.stirring.vorticity_rms_per_day = 0.0;
+        let stirred = forced_model(&config).unwrap();
+        let unstirred = forced_model(&off).unwrap();
+        assert!(stirred.stirring().is_some() && unstirred.stirring().is_none());
+        let removed = stirred.clone().without_stirring();
+        let steps = 2 * (SECONDS_PER_DAY / config.time_step_s) as usize;
+        let run = |model: &ShallowWaterModel| {
+            let mut run = model.start(initial_state(model, &config));
+            model.advance(&mut run, steps);
+            run.state().clone()
+        };
+        let (stirred, unstirred, removed) = (run(&stirred), run(&unstirred), run(&removed));
+        assert_eq!(unstirred, removed);
+        assert_ne!(stirred.vorticity, unstirred.vorticity);
+        assert!(stirred.is_finite());
     }
 
     #[test]

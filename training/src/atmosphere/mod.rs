@@ -6,7 +6,8 @@
 //! scale of days, that any machine can make in minutes without downloading ERA5.
 //!
 //! Layout: [`config`] (the TOML-facing settings), [`dynamics`] (the spectral vorticity–divergence model and its
-//! time stepping), [`forcing`] (jets, topography, tracer climate), [`williamson`] (the standard test cases that
+//! time stepping), [`forcing`] (jets, topography, tracer climate), [`stirring`] (the random vorticity forcing
+//! that keeps the flow from settling into a repeating wave train), [`williamson`] (the standard test cases that
 //! check the dynamics), [`frame`] (model state <-> dataset frame), [`simulate`] (spin-up and snapshots),
 //! [`baseline`] (the physics baseline), [`bench`] (speed figures).
 
@@ -17,12 +18,13 @@ pub mod dynamics;
 pub mod forcing;
 pub mod frame;
 pub mod simulate;
+pub mod stirring;
 pub mod williamson;
 
 use std::path::PathBuf;
 
 pub use baseline::PhysicsBaseline;
-pub use config::{AtmosphereConfig, ForcingConfig, JetConfig, TopographyWave};
+pub use config::{AtmosphereConfig, ForcingConfig, JetConfig, StirringConfig, TopographyWave};
 pub use frame::channels;
 pub use simulate::{simulate, simulate_with_progress};
 
