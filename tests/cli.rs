@@ -147,6 +147,29 @@ fn train_evaluate_probe_analyze_compare() {
     ]))
     .unwrap();
     assert_eq!(compared["n"], 3 * 42);
+    // Layer-by-layer CKA of one model with itself: ones on the diagonal, symmetric, a heat map written.
+    let layers: serde_json::Value = serde_json::from_str(&ws.ok(&[
+        "compare",
+        "run/probes",
+        "run/probes",
+        "--layers",
+        "--json",
+    ]))
+    .unwrap();
+    let cka: Vec<f64> = layers["cka"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(cka.len(), 9);
+    for i in 0..3 {
+        assert!((cka[i * 3 + i] - 1.0).abs() < 1e-9);
+        for j in 0..3 {
+            assert!((cka[i * 3 + j] - cka[j * 3 + i]).abs() < 1e-9);
+        }
+    }
+    assert!(ws.path("run/probes/layer_cka.png").is_file());
     for metric in ["cka_biased", "cka_unbiased", "cknna", "mutual_knn"] {
         let value = compared["metrics"][metric].as_f64().unwrap();
         assert!((value - 1.0).abs() < 1e-9, "{metric} = {value}");
@@ -364,8 +387,14 @@ fn study_runs_reports_and_skips_finished_runs() {
         .zip(&reported)
     {
         // Equal up to the float round trip through CSV text.
-        let (from_csv, reported) = (row[3].parse::<f64>().unwrap(), json["rmse"].as_f64().unwrap());
-        assert!((from_csv - reported).abs() <= 1e-12 * from_csv.abs(), "{from_csv} vs {reported}");
+        let (from_csv, reported) = (
+            row[3].parse::<f64>().unwrap(),
+            json["rmse"].as_f64().unwrap(),
+        );
+        assert!(
+            (from_csv - reported).abs() <= 1e-12 * from_csv.abs(),
+            "{from_csv} vs {reported}"
+        );
     }
     // Pearson r of gnn vs shared day-1 z500 errors, from errors.csv.
     let errors = |run: &str| -> Vec<(String, f64)> {

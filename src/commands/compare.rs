@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use weatherlens_probes::alignment::{CompareOptions, Preprocessing, Representation, compare};
 use weatherlens_probes::inputs::{Region, Rows, load_matrix};
+use weatherlens_probes::layer_alignment::layer_cka;
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -44,6 +45,13 @@ pub struct CompareArgs {
     pub platonic_preprocessing: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Instead of one tensor: unbiased CKA between every recorded layer of A and every layer of B (recording
+    /// folders; pass one folder twice for one model), with a heat map `<out>.png/.svg`.
+    #[arg(long)]
+    pub layers: bool,
+    /// Heat-map path stem for `--layers` (default: A/layer_cka).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -68,16 +76,30 @@ impl From<RegionArg> for Region {
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
+    let rows = Rows {
+        sample: args.sample,
+        node: args.node,
+        region: args.region.map(Region::from),
+    };
+    if args.layers {
+        let stem = args.out.clone().unwrap_or_else(|| args.a.join("layer_cka"));
+        let result = layer_cka(&args.a, &args.b, rows, Some(&stem))?;
+        if args.json {
+            return super::print_json(&result);
+        }
+        for (i, la) in result.layers_a.iter().enumerate() {
+            let row: Vec<String> = (0..result.layers_b.len())
+                .map(|j| format!("{:.3}", result.cka[i * result.layers_b.len() + j]))
+                .collect();
+            println!("A layer {la:>2}: {}", row.join(" "));
+        }
+        return Ok(());
+    }
     let (Some(name_a), Some(name_b)) = (
         args.tensor_a.clone().or(args.tensor.clone()),
         args.tensor_b.clone().or(args.tensor.clone()),
     ) else {
         bail!("name the tensor with --tensor (or --tensor-a and --tensor-b)");
-    };
-    let rows = Rows {
-        sample: args.sample,
-        node: args.node,
-        region: args.region.map(Region::from),
     };
     let x = load_matrix(&args.a, &name_a, rows)?;
     let y = load_matrix(&args.b, &name_b, rows)?;
