@@ -105,6 +105,27 @@ fn train_evaluate_probe_analyze_compare() {
     let scored: f64 = scorecard[0][3].parse().unwrap();
     assert!((mean_of_cases - scored).abs() < 1e-9 * scored.abs().max(1.0));
     assert!(ws.path("run/evaluation/rmse_z500.png").is_file());
+    let errors: serde_json::Value = serde_json::from_str(&ws.ok(&[
+        "errors",
+        "run/evaluation/errors.csv",
+        "--lead-hours",
+        "24",
+        "--out",
+        "run/error_correlation",
+        "--json",
+    ]))
+    .unwrap();
+    let r: Vec<f64> = errors["correlation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(r.len(), 16, "4 forecasters");
+    for i in 0..4 {
+        assert!((r[i * 4 + i] - 1.0).abs() < 1e-12);
+    }
+    assert!(ws.path("run/error_correlation.png").is_file());
 
     ws.ok(&[
         "probe",

@@ -5,6 +5,7 @@ mod bench;
 mod compare;
 mod data;
 mod demo;
+mod errors;
 mod evaluate;
 mod probe;
 mod study;
@@ -61,6 +62,8 @@ pub enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Alignment (CKA, CKNNA, mutual kNN) between two representations.
     Compare(compare::CompareArgs),
+    /// Correlation of per-case forecast errors between models (from errors.csv files).
+    Errors(errors::ErrorsArgs),
     /// Train, evaluate, probe and compare a list or grid of runs.
     Study(study::StudyArgs),
     /// Benchmarks that print figures.
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Probe(args) => probe::run(args, &device),
         Command::Analyze(args) => analyze::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Errors(args) => errors::run(args),
         Command::Study(args) => study::run(args, &device, quiet),
         Command::Bench(args) => bench::run(args, &device),
     }
