@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use weatherlens_training::evaluate::{CLIMATOLOGY, Evaluation, PERSISTENCE, PHYSICS};
+use weatherlens_training::evaluate::{CLIMATOLOGY, Evaluation, PERSISTENCE, PHYSICS, ScoreRow};
 
 use crate::plot::{Curve, LinePlot, PlotError, line_plot};
 
@@ -15,38 +15,51 @@ pub fn scorecard_plots(evaluation: &Evaluation, out_dir: &Path) -> Result<Vec<Pa
             channels.push(row.variable.clone());
         }
     }
-    let models = evaluation.models();
-    let mut written = Vec::new();
-    for channel in &channels {
-        let series: Vec<Vec<(f64, f64)>> = models
-            .iter()
-            .map(|m| {
-                evaluation
-                    .scores
-                    .iter()
-                    .filter(|r| &r.model == m && &r.variable == channel)
-                    .map(|r| (r.lead_hours as f64 / 24.0, r.rmse))
-                    .collect()
-            })
-            .collect();
-        let curves: Vec<Curve> = models
-            .iter()
-            .zip(&series)
-            .map(|(name, points)| Curve { name, points })
-            .collect();
-        let title = format!("{channel}: latitude-weighted RMSE");
-        let files = line_plot(
-            &out_dir.join(format!("rmse_{channel}")),
-            &LinePlot {
-                title: &title,
-                x_label: "lead time (days)",
-                y_label: "RMSE",
-                curves: &curves,
-            },
-        )?;
-        written.push(files.png);
+    channels
+        .iter()
+        .map(|channel| {
+            rmse_plot(
+                &evaluation.scores,
+                channel,
+                &out_dir.join(format!("rmse_{channel}")),
+            )
+        })
+        .collect()
+}
+
+/// RMSE against lead time (days) of every model in `scores` for `channel`, written to `stem`.png/.svg.
+pub fn rmse_plot(scores: &[ScoreRow], channel: &str, stem: &Path) -> Result<PathBuf, PlotError> {
+    let mut models: Vec<&str> = Vec::new();
+    for row in scores {
+        if !models.contains(&row.model.as_str()) {
+            models.push(&row.model);
+        }
     }
-    Ok(written)
+    let series: Vec<Vec<(f64, f64)>> = models
+        .iter()
+        .map(|m| {
+            scores
+                .iter()
+                .filter(|r| r.model == *m && r.variable == channel)
+                .map(|r| (r.lead_hours as f64 / 24.0, r.rmse))
+                .collect()
+        })
+        .collect();
+    let curves: Vec<Curve> = models
+        .iter()
+        .zip(&series)
+        .map(|(name, points)| Curve { name, points })
+        .collect();
+    let files = line_plot(
+        stem,
+        &LinePlot {
+            title: &format!("{channel}: latitude-weighted RMSE"),
+            x_label: "lead time (days)",
+            y_label: "RMSE",
+            curves: &curves,
+        },
+    )?;
+    Ok(files.png)
 }
 
 /// How the model's RMSE compares with a baseline's at every lead: (lead_hours, model, baseline).

@@ -128,37 +128,8 @@ pub fn write_study_report(
         );
     }
     write_csv(&out_dir.join("scorecard.csv"), &scorecard)?;
-    let mut models: Vec<String> = Vec::new();
-    for row in &scorecard {
-        if !models.contains(&row.model) {
-            models.push(row.model.clone());
-        }
-    }
-    let series: Vec<Vec<(f64, f64)>> = models
-        .iter()
-        .map(|m| {
-            scorecard
-                .iter()
-                .filter(|r| &r.model == m && r.variable == headline)
-                .map(|r| (r.lead_hours as f64 / 24.0, r.rmse))
-                .collect()
-        })
-        .collect();
-    let curves: Vec<Curve> = models
-        .iter()
-        .zip(&series)
-        .map(|(name, points)| Curve { name, points })
-        .collect();
-    line_plot(
-        &out_dir.join("rmse"),
-        &LinePlot {
-            title: &format!("{headline}: RMSE by lead time"),
-            x_label: "lead time (days)",
-            y_label: "RMSE",
-            curves: &curves,
-        },
-    )
-    .map_err(|e| io(out_dir, e))?;
+    crate::report::rmse_plot(&scorecard, &headline, &out_dir.join("rmse"))
+        .map_err(|e| io(out_dir, e))?;
 
     // Error correlation at the headline lead.
     let mut cases: Vec<CaseError> = Vec::new();
@@ -327,7 +298,11 @@ pub fn write_study_report(
         let velocity = &json["velocity"];
         let norms: Vec<f64> = velocity["layers"]
             .as_array()
-            .map(|rows| rows.iter().filter_map(|r| r["norm_mean"].as_f64()).collect())
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r["norm_mean"].as_f64())
+                    .collect()
+            })
             .unwrap_or_default();
         dynamics.push(ModelDynamics {
             last_over_first: match (norms.first(), norms.last()) {
@@ -561,7 +536,11 @@ pub fn markdown(r: &StudyReport) -> String {
             md,
             "- `{}`{}: Spearman ρ(|v_i|, i) = {} ({ci}): **{word}**; |v_last| / |v_0| = {}; straightness {}.",
             d.model,
-            if d.control { " (control: no messages)" } else { "" },
+            if d.control {
+                " (control: no messages)"
+            } else {
+                ""
+            },
             fmt(d.decay_rho),
             d.last_over_first.map_or("n/a".into(), fmt),
             fmt(d.straightness)
