@@ -153,6 +153,32 @@ fn train_evaluate_probe_analyze_compare() {
     assert!(ws.path("run/analysis/centroid.csv").is_file());
     assert!(ws.path("run/analysis/report.md").is_file());
 
+    // Gradient-flow diagnostics: a level-1 GNN step reaches exactly its longest multimesh edge from the coarse
+    // nodes, and its Jacobian asymmetry lies in [0, 2].
+    let jacobian: serde_json::Value = serde_json::from_str(&ws.ok(&[
+        "jacobian",
+        "--checkpoint",
+        "run",
+        "--layers",
+        "0,2",
+        "--receivers",
+        "42",
+        "--json",
+    ]))
+    .unwrap();
+    let layers = jacobian["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    for layer in layers {
+        let a = layer["asymmetry"]["asymmetry"].as_f64().unwrap();
+        assert!((0.0..=2.0).contains(&a), "{a}");
+        let reach = layer["range"]["reach_deg"].as_f64().unwrap();
+        assert!((reach - 63.43).abs() < 0.01, "the level-0 edge: {reach}");
+    }
+    let rows = csv_rows(&ws.path("run/jacobian/jacobian.csv"));
+    assert_eq!(rows.len(), 2);
+    assert!(!csv_rows(&ws.path("run/jacobian/influence.csv")).is_empty());
+    assert!(ws.path("run/jacobian/asymmetry.png").is_file());
+
     // A representation compared with itself is perfectly aligned.
     let compared: serde_json::Value = serde_json::from_str(&ws.ok(&[
         "compare",
@@ -466,6 +492,6 @@ fn study_runs_reports_and_skips_finished_runs() {
             .iter()
             .map(|s| s.as_str().unwrap())
             .collect();
-        assert_eq!(skipped, ["train", "evaluate", "probe"], "{run}");
+        assert_eq!(skipped, ["train", "evaluate", "probe", "jacobian"], "{run}");
     }
 }

@@ -54,6 +54,19 @@ impl WeatherModel {
         output
     }
 
+    /// The encoder alone: X_0 and the initial mesh edge latents for `input`, for probes that evaluate the
+    /// processor as a function (Jacobians) rather than observe it.
+    ///
+    /// input: [batch, grid_points, input_channels] -> [`crate::encoder::Encoded`]
+    pub fn encode(&self, graph: &GraphTensors, input: Tensor<3>) -> crate::encoder::Encoded {
+        self.encoder.forward(graph, input)
+    }
+
+    /// The processor, for probes that evaluate one step as a function of its input (Jacobians).
+    pub fn processor(&self) -> &Processor {
+        &self.processor
+    }
+
     pub fn num_layers(&self) -> usize {
         self.processor.num_steps()
     }

@@ -57,6 +57,9 @@ impl AttentionBlock {
 }
 
 /// One processor layer; the variant is a config value, the residual loop is shared.
+// A model holds a handful of these, so the variants' size difference (the attention block is the largest) costs
+// nothing; boxing one would only add an indirection to the module tree.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum ProcessorLayer {
     Interaction(InteractionNetwork),
@@ -171,6 +174,57 @@ impl Processor {
         x
     }
 
+    /// The processor's state entering each step, by the same arithmetic as [`Self::forward`]: entry `i` is
+    /// (X_i, E_i) for i = 0..=num_steps, so the last entry is (X_L, E_L). X_i is what `processor.{i}.resid_pre`
+    /// shows; E_i are the edge latents that step i reads (message-passing processors; `None` otherwise).
+    ///
+    /// x: [batch, mesh_nodes, latent], edges: [batch, mesh_edges, latent] ->
+    /// (num_steps + 1) × ([batch, mesh_nodes, latent], [batch, mesh_edges, latent])
+    pub fn states(
+        &self,
+        mesh: &MeshContext,
+        mut x: Tensor<3>,
+        mut edges: Option<Tensor<3>>,
+    ) -> Vec<(Tensor<3>, Option<Tensor<3>>)> {
+        let mut states = Vec::with_capacity(self.num_steps + 1);
+        for i in 0..self.num_steps {
+            states.push((x.clone(), edges.clone()));
+            let layer = &self.layers[i % self.layers.len()];
+            let (v, edge_v) = layer.increments(mesh, x.clone(), edges.as_ref());
+            x = x + self.scaled(v);
+            if let (Some(e), Some(edge_v)) = (edges.take(), edge_v) {
+                edges = Some(e + self.scaled(edge_v));
+            }
+        }
+        states.push((x, edges));
+        states
+    }
+
+    /// The scaled node increment `s·v_i(X)` of step `layer` as a function of the node latents alone, the edge
+    /// latents held at `edges` (E_i from [`Self::states`]: they depend on X_0..X_{i-1}, not on X_i, so this is
+    /// the exact function that `processor.{i}.delta` evaluates at X_i). The same arithmetic as
+    /// [`Self::forward`], so `layer_increment(mesh, i, X_i, E_i)` equals `processor.{i}.delta` bit for bit.
+    ///
+    /// x: [batch, mesh_nodes, latent], edges: [batch, mesh_edges, latent] -> [batch, mesh_nodes, latent]
+    ///
+    /// # Panics
+    /// If `layer >= num_steps`, or if a message-passing processor gets no edges.
+    pub fn layer_increment(
+        &self,
+        mesh: &MeshContext,
+        layer: usize,
+        x: Tensor<3>,
+        edges: Option<Tensor<3>>,
+    ) -> Tensor<3> {
+        assert!(
+            layer < self.num_steps,
+            "layer {layer} of a {}-step processor",
+            self.num_steps
+        );
+        let (v, _) = self.layers[layer % self.layers.len()].increments(mesh, x, edges.as_ref());
+        self.scaled(v)
+    }
+
     /// `s·v`, skipping the multiply when s = 1 so the plain model's arithmetic is untouched.
     fn scaled(&self, v: Tensor<3>) -> Tensor<3> {
         if self.residual_scale == 1.0 {
@@ -189,6 +243,101 @@ impl Processor {
                 .map(ProcessorLayer::zero_output)
                 .collect(),
             ..self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use burn::tensor::Distribution;
+
+    use super::*;
+    use crate::config::AttentionScope;
+    use crate::graph::ModelGraph;
+    use crate::graph_tensors::GraphTensors;
+    use crate::grid::{LatLonGrid, LatitudeOrder, PoleRows};
+    use crate::hooks::Observer;
+
+    /// Keeps a copy of every tensor it sees, by hook name.
+    #[derive(Default)]
+    struct Recorder {
+        seen: RefCell<HashMap<String, Vec<f32>>>,
+    }
+
+    impl Observer for Recorder {
+        fn wants(&self, _: HookPoint) -> bool {
+            true
+        }
+        fn observe(&self, point: HookPoint, tensor: &Tensor<3>) {
+            let values = tensor.to_data().try_to_vec::<f32>().unwrap();
+            self.seen.borrow_mut().insert(point.to_string(), values);
+        }
+    }
+
+    fn values(t: Tensor<3>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn states_and_layer_increment_repeat_the_forward_pass_bit_for_bit() {
+        let device = Device::flex();
+        let grid =
+            LatLonGrid::equiangular(8, 16, PoleRows::Excluded, LatitudeOrder::Descending).unwrap();
+        let graph = ModelGraph::build(&grid, 1).unwrap();
+        let latent = 8;
+        let num_layers = 3;
+        for (processor, residual_scale) in [
+            (ProcessorKind::Gnn, None),
+            (ProcessorKind::Gnn, Some(0.5)),
+            (ProcessorKind::Shared, None),
+            (ProcessorKind::Transformer, None),
+            (ProcessorKind::Selfloop, None),
+        ] {
+            device.seed(5);
+            let config = ModelConfig {
+                mesh_level: 1,
+                latent_size: latent,
+                num_layers,
+                processor,
+                residual_scale,
+                num_heads: 2,
+                attention: AttentionScope::Neighbours,
+                ..ModelConfig::default()
+            };
+            let attention = (processor == ProcessorKind::Transformer).then_some(config.attention);
+            let tensors = GraphTensors::new(&graph, attention, &device);
+            let mesh = tensors.mesh_context();
+            let model = Processor::new(&config, &device);
+            let normal = Distribution::Normal(0.0, 1.0);
+            let x = Tensor::<3>::random([2, graph.num_mesh_nodes(), latent], normal, &device);
+            let edges = processor.passes_messages_on_edges().then(|| {
+                Tensor::<3>::random([2, tensors.mesh.num_edges(), latent], normal, &device)
+            });
+            let recorder = Recorder::default();
+            let out = model.forward(
+                &mesh,
+                x.clone(),
+                edges.clone(),
+                &Hooks::none().with(&recorder),
+            );
+            let states = model.states(&mesh, x, edges);
+            assert_eq!(states.len(), num_layers + 1);
+            let seen = recorder.seen.borrow();
+            for (i, (x_i, e_i)) in states.iter().take(num_layers).enumerate() {
+                let label = format!("{processor:?} {residual_scale:?} layer {i}");
+                assert_eq!(
+                    values(x_i.clone()),
+                    seen[&HookPoint::ResidPre(i).to_string()],
+                    "{label}"
+                );
+                let v = model.layer_increment(&mesh, i, x_i.clone(), e_i.clone());
+                assert_eq!(values(v), seen[&HookPoint::Delta(i).to_string()], "{label}");
+                assert_eq!(e_i.is_some(), processor.passes_messages_on_edges());
+            }
+            assert_eq!(values(states[num_layers].0.clone()), values(out));
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod capture;
 pub mod error_correlation;
 pub mod inputs;
+pub mod jacobian;
 pub mod layer_alignment;
 pub mod plot;
 pub mod record;

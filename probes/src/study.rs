@@ -312,6 +312,17 @@ pub fn execute(
         }
         analysis::analyze(&probe_dir, &run.dir.join("analysis"), probe.bootstrap)
             .map_err(|e| format!("analyze: {e}"))?;
+        let jacobian_dir = run.dir.join("jacobian");
+        if !trained_now && jacobian_dir.join("jacobian.json").is_file() {
+            skipped.push("jacobian".to_string());
+        } else {
+            let restored = restore(&train_dir, device).map_err(|e| format!("jacobian: {e}"))?;
+            let report =
+                crate::jacobian::diagnose(&restored, &crate::jacobian::JacobianOptions::default())
+                    .map_err(|e| format!("jacobian: {e}"))?;
+            crate::jacobian::write_outputs(&report, &jacobian_dir)
+                .map_err(|e| format!("jacobian: {e}"))?;
+        }
         Ok(())
     })();
     RunOutcome {

@@ -63,6 +63,9 @@ pub struct ModelDynamics {
     pub control: bool,
     pub centroid_trend_x: Option<f64>,
     pub centroid_trend_v: Option<f64>,
+    /// Jacobian asymmetry ‖J − Jᵀ‖/‖J‖ of each layer's increment (0 = locally a gradient field), from
+    /// `jacobian/jacobian.json`.
+    pub jacobian_asymmetry: Vec<f64>,
 }
 
 /// Everything in `report.json`.
@@ -317,6 +320,18 @@ pub fn write_study_report(
                 .as_array()
                 .and_then(|a| Some([a.first()?.as_f64()?, a.get(1)?.as_f64()?])),
             straightness: num(&velocity["straightness"]).unwrap_or(f64::NAN),
+            jacobian_asymmetry: std::fs::read(run.dir.join("jacobian").join("jacobian.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|j| {
+                    j["layers"].as_array().map(|layers| {
+                        layers
+                            .iter()
+                            .filter_map(|l| l["asymmetry"]["asymmetry"].as_f64())
+                            .collect()
+                    })
+                })
+                .unwrap_or_default(),
             centroid_trend_x: num(&json["centroid"]["trend_x"]),
             centroid_trend_v: num(&json["centroid"]["trend_v"]),
         });
@@ -588,6 +603,29 @@ pub fn markdown(r: &StudyReport) -> String {
         "\nWith a handful of layers these rank correlations describe the curves; they are not tests."
     );
 
+    let _ = writeln!(
+        md,
+        "\n## Gradient flow? Jacobian asymmetry by layer\n\nA = ‖J − Jᵀ‖_F / ‖J‖_F of each layer's increment at \
+         one test state (0: the increment is locally the gradient of a scalar; √2 ≈ 1.41: J and Jᵀ uncorrelated; \
+         2: a pure rotation).\n"
+    );
+    for d in &ai {
+        let values: Vec<String> = d
+            .jacobian_asymmetry
+            .iter()
+            .map(|a| format!("{a:.2}"))
+            .collect();
+        let _ = writeln!(
+            md,
+            "- `{}`: {}",
+            d.model,
+            if values.is_empty() {
+                "not computed".to_string()
+            } else {
+                values.join(", ")
+            }
+        );
+    }
     let _ = writeln!(
         md,
         "\n## H3: different models learn aligned latent spaces\n"

@@ -7,6 +7,7 @@ mod data;
 mod demo;
 mod errors;
 mod evaluate;
+mod jacobian;
 mod probe;
 mod study;
 mod summary;
@@ -60,6 +61,8 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// Velocity decay, straightness and spectral centroid of a recording.
     Analyze(analyze::AnalyzeArgs),
+    /// Gradient-flow diagnostics: Jacobian asymmetry and interaction range of each processor step.
+    Jacobian(jacobian::JacobianArgs),
     /// Alignment (CKA, CKNNA, mutual kNN) between two representations.
     Compare(compare::CompareArgs),
     /// Correlation of per-case forecast errors between models (from errors.csv files).
@@ -81,6 +84,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(args, &device, quiet),
         Command::Probe(args) => probe::run(args, &device),
         Command::Analyze(args) => analyze::run(args),
+        Command::Jacobian(args) => jacobian::run(args, &device),
         Command::Compare(args) => compare::run(args),
         Command::Errors(args) => errors::run(args),
         Command::Study(args) => study::run(args, &device, quiet),

@@ -1,0 +1,98 @@
+//! `weatherlens jacobian --checkpoint DIR`: gradient-flow diagnostics of each processor step of a trained model
+//! — how far v_i is from a gradient field (Jacobian asymmetry) and how far its inputs reach on the sphere.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use burn::prelude::Device;
+use clap::Args;
+use weatherlens_probes::jacobian::{
+    self, AsymmetryOptions, JacobianOptions, ProbeDistribution, RangeOptions,
+};
+use weatherlens_training::restore::restore;
+
+use super::evaluate::run_folder;
+use super::probe::parse_split;
+
+#[derive(Debug, Args)]
+pub struct JacobianArgs {
+    /// A run folder (its newest checkpoint is used) or a checkpoint folder.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Layers to diagnose: `all` or a comma list like `0,3,7`.
+    #[arg(long, default_value = "all")]
+    pub layers: String,
+    /// Probe vectors for the asymmetry estimate (at least 2).
+    #[arg(long, default_value_t = 8)]
+    pub probes: usize,
+    /// Receiver nodes the influence profile is averaged over.
+    #[arg(long, default_value_t = 4)]
+    pub receivers: usize,
+    /// Split the sample giving the states X_i comes from: train, val or test.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Which sample of the split (0 = the first initial time).
+    #[arg(long, default_value_t = 0)]
+    pub sample: usize,
+    /// Width of the distance bins of influence.csv, degrees.
+    #[arg(long, default_value_t = 2.5)]
+    pub bin_deg: f64,
+    /// Seed for the probe vectors and the receiver nodes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (default: <run folder>/jacobian).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print jacobian.json on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_layers(spec: &str) -> Result<Vec<usize>> {
+    if spec == "all" {
+        return Ok(Vec::new());
+    }
+    spec.split(',')
+        .map(|l| l.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--layers {spec}: {e}"))
+}
+
+pub fn run(args: JacobianArgs, device: &Device) -> Result<()> {
+    if args.probes < 2 {
+        bail!("--probes {}: at least 2 are needed", args.probes);
+    }
+    if args.receivers == 0 {
+        bail!("--receivers 0: at least 1 is needed");
+    }
+    let options = JacobianOptions {
+        layers: parse_layers(&args.layers)?,
+        split: parse_split(&args.split)?,
+        sample: args.sample,
+        asymmetry: AsymmetryOptions {
+            probes: args.probes,
+            distribution: ProbeDistribution::Rademacher,
+            seed: args.seed,
+            ..AsymmetryOptions::default()
+        },
+        range: RangeOptions {
+            receivers: args.receivers,
+            seed: args.seed,
+            bin_deg: args.bin_deg,
+            ..RangeOptions::default()
+        },
+    };
+    let restored = restore(&args.checkpoint, device)?;
+    let report = jacobian::diagnose(&restored, &options)?;
+    let out = args
+        .out
+        .unwrap_or_else(|| run_folder(&args.checkpoint).join("jacobian"));
+    jacobian::write_outputs(&report, &out)?;
+    if args.json {
+        super::print_json(&report)
+    } else {
+        println!("{}", jacobian::report_markdown(&report));
+        tracing::info!("wrote {}", out.display());
+        Ok(())
+    }
+}
