@@ -429,6 +429,19 @@ seed = [1, 2]
     }
 
     #[test]
+    fn the_committed_configs_plan_and_validate() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        for study in ["study-demo.toml", "study-paper.toml"] {
+            let path = configs.join(study);
+            let runs = StudyConfig::load(&path).unwrap().plan(&path, Path::new("runs")).unwrap();
+            assert!(runs.len() >= 3, "{study}");
+        }
+        for run in ["demo", "gnn", "transformer", "shared", "selfloop", "paper"] {
+            RunConfig::load(&configs.join(format!("{run}.toml"))).unwrap();
+        }
+    }
+
+    #[test]
     fn a_bad_override_names_the_run_and_key() {
         let (dir, path) = study(
             r#"
