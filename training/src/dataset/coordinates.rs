@@ -11,10 +11,10 @@ use super::error::DatasetError;
 use super::netcdf::NcFile;
 
 /// Names accepted for each coordinate, most common first.
-const TIME_NAMES: &[&str] = &["time", "valid_time"];
-const LEVEL_NAMES: &[&str] = &["level", "pressure_level", "plev", "isobaricInhPa"];
-const LAT_NAMES: &[&str] = &["latitude", "lat"];
-const LON_NAMES: &[&str] = &["longitude", "lon"];
+pub(super) const TIME_NAMES: &[&str] = &["time", "valid_time"];
+pub(super) const LEVEL_NAMES: &[&str] = &["level", "pressure_level", "plev", "isobaricInhPa"];
+pub(super) const LAT_NAMES: &[&str] = &["latitude", "lat"];
+pub(super) const LON_NAMES: &[&str] = &["longitude", "lon"];
 
 /// Which naming convention a file follows, for messages and metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

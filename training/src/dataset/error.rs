@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Errors from opening, reading, inspecting or writing NetCDF4/HDF5 dataset files.
+/// Errors from opening, reading, inspecting or writing NetCDF4/HDF5 dataset files and reading Zarr stores.
 ///
 /// Every variant carries the path of the file concerned so that a message printed by the CLI is enough to find
 /// the problem without a debugger.
@@ -29,6 +29,18 @@ pub enum DatasetError {
         path: PathBuf,
         expected_bytes: u64,
         actual_bytes: u64,
+    },
+
+    #[error("{path}: not a Zarr store: {detail}")]
+    NotZarr { path: PathBuf, detail: String },
+
+    /// A Zarr array that cannot be opened or decoded: unsupported codec or data type, missing dimension names,
+    /// a corrupt chunk.
+    #[error("{path}: Zarr array `{array}`: {detail}")]
+    Zarr {
+        path: PathBuf,
+        array: String,
+        detail: String,
     },
 
     #[error("{path}: HDF5 library error while {action}: {source}")]

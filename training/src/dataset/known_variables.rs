@@ -72,6 +72,43 @@ pub const KNOWN_VARIABLES: &[KnownVariable] = &[
     known("tisr", "TOA incident solar radiation", "J m**-2", None),
 ];
 
+/// WeatherBench2 variable names (the CDS request names that WeatherBench2 / ARCO-ERA5 Zarr stores use) and the
+/// short names they stand for.
+pub const WEATHERBENCH2_NAMES: &[(&str, &str)] = &[
+    ("geopotential", "z"),
+    ("temperature", "t"),
+    ("u_component_of_wind", "u"),
+    ("v_component_of_wind", "v"),
+    ("vertical_velocity", "w"),
+    ("specific_humidity", "q"),
+    ("relative_humidity", "r"),
+    ("vorticity", "vo"),
+    ("divergence", "d"),
+    ("2m_temperature", "t2m"),
+    ("10m_u_component_of_wind", "u10"),
+    ("10m_v_component_of_wind", "v10"),
+    ("mean_sea_level_pressure", "msl"),
+    ("surface_pressure", "sp"),
+    ("total_precipitation", "tp"),
+    ("toa_incident_solar_radiation", "tisr"),
+];
+
+/// The short name of a WeatherBench2 variable name (`geopotential` -> `z`).
+pub fn short_name_of_weatherbench2(long_name: &str) -> Option<&'static str> {
+    WEATHERBENCH2_NAMES
+        .iter()
+        .find(|(long, _)| *long == long_name)
+        .map(|(_, short)| *short)
+}
+
+/// The WeatherBench2 variable name of a short name (`z` -> `geopotential`).
+pub fn weatherbench2_name(short_name: &str) -> Option<&'static str> {
+    WEATHERBENCH2_NAMES
+        .iter()
+        .find(|(_, short)| *short == short_name)
+        .map(|(long, _)| *long)
+}
+
 /// Looks a short name up in [`KNOWN_VARIABLES`].
 pub fn lookup(short_name: &str) -> Option<&'static KnownVariable> {
     KNOWN_VARIABLES.iter().find(|k| k.short_name == short_name)
@@ -98,5 +135,17 @@ mod tests {
             Some(Some("geopotential"))
         );
         assert_eq!(lookup("nonexistent"), None);
+    }
+
+    #[test]
+    fn weatherbench2_names_map_to_known_short_names_both_ways() {
+        for &(long, short) in WEATHERBENCH2_NAMES {
+            assert!(lookup(short).is_some(), "{short}");
+            assert_eq!(short_name_of_weatherbench2(long), Some(short));
+            assert_eq!(weatherbench2_name(short), Some(long));
+        }
+        assert_eq!(short_name_of_weatherbench2("geopotential"), Some("z"));
+        assert_eq!(weatherbench2_name("u"), Some("u_component_of_wind"));
+        assert_eq!(short_name_of_weatherbench2("z"), None);
     }
 }

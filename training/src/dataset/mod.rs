@@ -2,6 +2,7 @@
 //! and the NetCDF-4 files it is read from and written to.
 //!
 //! * [`GridReader`] opens ERA5 (old and new CDS names) and WeatherBench files and reads them by time chunks.
+//! * [`ZarrReader`] reads a local WeatherBench2-style Zarr store (v2 or v3) the same way.
 //! * [`Era5Writer`] / [`write_era5`] write the ERA5 layout that `ncdump` and xarray read with named dimensions.
 //! * [`inspect`] / [`stats`] back `data inspect --json` and `data stats --json`.
 
@@ -17,6 +18,7 @@ mod moments;
 mod netcdf;
 mod reader;
 mod write;
+mod zarr;
 
 pub use cf_time::{CfTimeUnits, TimeFormatError, iso8601, parse_iso8601_hours, uniform_step_hours};
 pub use coordinates::Convention;
@@ -30,6 +32,7 @@ pub use known_variables::{KNOWN_VARIABLES, KnownVariable};
 pub use moments::Moments;
 pub use reader::{GridReader, VariableSelection, channel_name};
 pub use write::{Era5Writer, write_era5};
+pub use zarr::{ZarrReader, is_zarr_store};
 
 /// One channel of a dataset: a variable at one level (or a surface variable).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
