@@ -326,22 +326,28 @@ pub fn report_markdown(analysis: &Analysis) -> String {
         .decay
         .ci
         .map_or("no bootstrap interval".to_string(), |[lo, hi]| {
-            format!("95 % bootstrap interval [{lo:.2}, {hi:.2}]")
+            format!("row-bootstrap 95 % interval [{lo:.2}, {hi:.2}]")
         });
-    let verdict = match v.decay.ci {
-        Some([_, hi]) if hi < 0.0 => {
-            "the increments **shrink with depth** (interval below 0): consistent with velocity decay toward an equilibrium"
-        }
-        Some([lo, _]) if lo > 0.0 => {
-            "the increments **grow with depth** (interval above 0): no velocity decay"
-        }
-        _ => "no clear monotone trend of the increment size with depth",
+    let p = v.decay.layer_p_value;
+    let verdict = if p < 0.05 && v.decay.spearman_rho < 0.0 {
+        "the increments **shrink with depth**: consistent with velocity decay toward an equilibrium"
+    } else if p < 0.05 {
+        "the increments **grow with depth**: no velocity decay"
+    } else {
+        "no significant monotone trend of the increment size over the layers"
+    };
+    let first_last = match (v.layers.first(), v.layers.last()) {
+        (Some(a), Some(b)) if a.norm_mean > 0.0 => format!("{:.3}", b.norm_mean / a.norm_mean),
+        _ => "n/a".to_string(),
     };
     let _ = writeln!(
         md,
-        "\nSpearman ρ of mean |v_i| against depth: {:.2} ({ci}); {verdict}. Path straightness \
-         |X_L − X_0| / Σ|v_i| = {:.3} (1 = a straight path).\n",
-        v.decay.spearman_rho, v.straightness
+        "\nSpearman ρ of mean |v_i| against depth: {:.2} (permutation p over the {} layers = {p:.3}; {ci}); \
+         |v_last| / |v_0| = {first_last}; {verdict}. Path straightness |X_L − X_0| / Σ|v_i| = {:.3} \
+         (1 = a straight path).\n",
+        v.decay.spearman_rho,
+        v.layers.len(),
+        v.straightness
     );
     if let Some(c) = &analysis.centroid {
         let _ = writeln!(

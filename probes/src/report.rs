@@ -111,33 +111,36 @@ pub fn skill_markdown(evaluation: &Evaluation, channel: &str) -> String {
     md.push('\n');
     let persistence = versus(evaluation, channel, PERSISTENCE);
     if !persistence.is_empty() {
-        let beaten = persistence.iter().filter(|(_, m, p)| m < p).count();
-        let gains: Vec<f64> = persistence
+        // RMSE relative to persistence at each lead, in percent (negative = better than persistence).
+        let change: Vec<(i64, f64)> = persistence
             .iter()
-            .map(|(_, m, p)| 100.0 * (1.0 - m / p))
+            .map(|(l, m, p)| (*l, 100.0 * (m / p - 1.0)))
             .collect();
-        let (lo, hi) = gains
+        let lost: Vec<String> = change
             .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &g| {
-                (lo.min(g), hi.max(g))
-            });
-        if beaten == persistence.len() {
+            .filter(|(_, c)| *c >= 0.0)
+            .map(|(l, _)| format!("{l} h"))
+            .collect();
+        let summary: Vec<String> = change
+            .iter()
+            .filter(|(l, _)| l % 24 == 0 || *l == change[0].0)
+            .map(|(l, c)| format!("{l} h: {c:+.0} %"))
+            .collect();
+        if lost.is_empty() {
             let _ = writeln!(
                 md,
-                "**The model beats persistence at every lead time** ({} of {}), by {lo:.0} % to {hi:.0} % lower RMSE.",
-                beaten,
-                persistence.len()
+                "**The model beats persistence at every lead time** ({} of {}). RMSE relative to persistence: {}.",
+                change.len(),
+                change.len(),
+                summary.join(", ")
             );
         } else {
-            let lost: Vec<String> = persistence
-                .iter()
-                .filter(|(_, m, p)| m >= p)
-                .map(|(l, _, _)| format!("{l} h"))
-                .collect();
             let _ = writeln!(
                 md,
-                "**The model does not beat persistence at every lead**: it loses at {} (RMSE change {lo:.0} % to {hi:.0} %).",
-                lost.join(", ")
+                "**The model does not beat persistence at every lead**: it loses at {}. RMSE relative to \
+                 persistence: {}.",
+                lost.join(", "),
+                summary.join(", ")
             );
         }
     }

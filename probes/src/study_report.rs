@@ -56,6 +56,8 @@ pub struct ModelDynamics {
     pub model: String,
     pub decay_rho: f64,
     pub decay_ci: Option<[f64; 2]>,
+    /// Permutation p-value of the decay trend over the layers.
+    pub decay_p: f64,
     pub straightness: f64,
     /// mean |v_{L-1}| / mean |v_0|: how much the increments shrink (below 1) or grow over the depth.
     pub last_over_first: Option<f64>,
@@ -316,6 +318,7 @@ pub fn write_study_report(
                 == weatherlens_models::config::ProcessorKind::Selfloop,
             model: run.name.clone(),
             decay_rho: num(&velocity["decay"]["spearman_rho"]).unwrap_or(f64::NAN),
+            decay_p: num(&velocity["decay"]["layer_p_value"]).unwrap_or(f64::NAN),
             decay_ci: velocity["decay"]["ci"]
                 .as_array()
                 .and_then(|a| Some([a.first()?.as_f64()?, a.get(1)?.as_f64()?])),
@@ -540,16 +543,18 @@ pub fn markdown(r: &StudyReport) -> String {
     );
     for d in &ai {
         let ci = d.decay_ci.map_or("no interval".into(), |[lo, hi]| {
-            format!("95 % CI [{lo:.2}, {hi:.2}]")
+            format!("row-bootstrap 95 % CI [{lo:.2}, {hi:.2}]")
         });
-        let word = match d.decay_ci {
-            Some([_, hi]) if hi < 0.0 => "decays",
-            Some([lo, _]) if lo > 0.0 => "grows",
-            _ => "no clear trend",
+        let word = if d.decay_p < 0.05 && d.decay_rho < 0.0 {
+            "decays"
+        } else if d.decay_p < 0.05 {
+            "grows"
+        } else {
+            "no significant trend"
         };
         let _ = writeln!(
             md,
-            "- `{}`{}: Spearman ρ(|v_i|, i) = {} ({ci}): **{word}**; |v_last| / |v_0| = {}; straightness {}.",
+            "- `{}`{}: Spearman ρ(|v_i|, i) = {} (layer-permutation p = {}; {ci}): **{word}**; |v_last| / |v_0| = {}; straightness {}.",
             d.model,
             if d.control {
                 " (control: no messages)"
@@ -557,17 +562,18 @@ pub fn markdown(r: &StudyReport) -> String {
                 ""
             },
             fmt(d.decay_rho),
+            format!("{:.3}", d.decay_p),
             d.last_over_first.map_or("n/a".into(), fmt),
             fmt(d.straightness)
         );
     }
-    let decays = |d: &&&ModelDynamics| d.decay_ci.is_some_and(|[_, hi]| hi < 0.0);
+    let decays = |d: &&&ModelDynamics| d.decay_p < 0.05 && d.decay_rho < 0.0;
     let (controls, interacting): (Vec<&ModelDynamics>, Vec<&ModelDynamics>) =
         ai.iter().partition(|d| d.control);
     let _ = writeln!(
         md,
-        "\n{} of {} message-passing or attention models have increments that shrink with depth beyond their \
-         bootstrap interval (the interval resamples (sample, node) rows, not training seeds).",
+        "\n{} of {} message-passing or attention models have increments that shrink with depth (layer-permutation \
+         p < 0.05; the row bootstrap only shows how precisely each layer's mean is known, not training-seed spread).",
         interacting.iter().filter(decays).count(),
         interacting.len()
     );

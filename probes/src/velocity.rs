@@ -91,6 +91,9 @@ pub struct DecayStatistic {
     pub ci: Option<[f64; 2]>,
     pub bootstrap_draws: usize,
     pub seed: u64,
+    /// Two-sided p-value of ρ against depth over the *layers* (the row bootstrap says nothing about how
+    /// unusual a trend over L points is): exact over all L! orders for L ≤ 8, else from 20,000 random orders.
+    pub layer_p_value: f64,
 }
 
 /// The whole velocity analysis of one recording.
@@ -262,6 +265,59 @@ fn decay_statistic(
         ci,
         bootstrap_draws: options.bootstrap_draws,
         seed: options.seed,
+        layer_p_value: rank_trend_p_value(&means, options.seed),
+    }
+}
+
+/// Two-sided permutation p-value of Spearman's ρ between position and `values`: the share of orderings of
+/// `values` whose |ρ| is at least the observed one (exact for up to 8 values, Monte Carlo beyond).
+pub fn rank_trend_p_value(values: &[f64], seed: u64) -> f64 {
+    let n = values.len();
+    if n < 3 {
+        return f64::NAN;
+    }
+    let depth: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let observed = spearman(&depth, values).abs();
+    if !observed.is_finite() {
+        return f64::NAN;
+    }
+    let tolerance = 1e-12;
+    let mut order: Vec<f64> = values.to_vec();
+    if n <= 8 {
+        // Heap's algorithm over all n! orders.
+        let (mut hits, mut total) = (0u64, 0u64);
+        let mut counters = vec![0usize; n];
+        let mut count = |order: &[f64]| {
+            total += 1;
+            if spearman(&depth, order).abs() >= observed - tolerance {
+                hits += 1;
+            }
+        };
+        count(&order);
+        let mut i = 0;
+        while i < n {
+            if counters[i] < i {
+                order.swap(if i % 2 == 0 { 0 } else { counters[i] }, i);
+                count(&order);
+                counters[i] += 1;
+                i = 0;
+            } else {
+                counters[i] = 0;
+                i += 1;
+            }
+        }
+        hits as f64 / total as f64
+    } else {
+        use rand::seq::SliceRandom;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let draws = 20_000;
+        let hits = (0..draws)
+            .filter(|_| {
+                order.shuffle(&mut rng);
+                spearman(&depth, &order).abs() >= observed - tolerance
+            })
+            .count();
+        (1 + hits) as f64 / (1 + draws) as f64
     }
 }
 
@@ -335,6 +391,25 @@ pub fn average_ranks(values: &[f64]) -> Vec<f64> {
 /// constant or has fewer than two values.
 pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     pearson(&average_ranks(x), &average_ranks(y))
+}
+
+#[cfg(test)]
+mod p_value_tests {
+    use super::*;
+
+    #[test]
+    fn exact_rank_trend_p_values() {
+        // A perfectly monotone sequence of 4: only 2 of the 24 orders reach |ρ| = 1.
+        assert!((rank_trend_p_value(&[4.0, 3.0, 2.0, 1.0], 0) - 2.0 / 24.0).abs() < 1e-12);
+        // Of 5 values: 2 of 120.
+        assert!((rank_trend_p_value(&[5.0, 4.0, 3.0, 2.0, 1.0], 0) - 2.0 / 120.0).abs() < 1e-12);
+        // ρ = 0 is reached by every order.
+        // (1, 3, 2) has ρ = 0.5, and every order of 3 values has |ρ| >= 0.5.
+        assert!((rank_trend_p_value(&[1.0, 3.0, 2.0], 0) - 1.0).abs() < 1e-12);
+        // Beyond 8 values the Monte Carlo estimate of a monotone trend is tiny.
+        let ten: Vec<f64> = (0..10).map(|i| -(i as f64)).collect();
+        assert!(rank_trend_p_value(&ten, 1) < 0.001);
+    }
 }
 
 #[cfg(test)]
