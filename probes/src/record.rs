@@ -303,6 +303,44 @@ pub fn read_meta(dir: &Path) -> Result<RecordingMeta, RecordError> {
     })
 }
 
+/// A tensor of a safetensors file by name, as f64 values with its shape (F32 or F64 on disk).
+pub fn read_tensor(file: &Path, name: &str) -> Result<(Vec<f64>, Vec<usize>), RecordError> {
+    let invalid = |reason: String| RecordError::Invalid {
+        path: file.to_path_buf(),
+        reason,
+    };
+    let bytes = fs::read(file).map_err(|source| RecordError::Io {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| invalid(format!("not a readable safetensors file ({e})")))?;
+    let view = tensors.tensor(name).map_err(|_| {
+        let mut names = tensors.names();
+        names.sort();
+        names.truncate(12);
+        invalid(format!("no tensor `{name}` (it has: {})", names.join(", ")))
+    })?;
+    let values: Vec<f64> = match view.dtype() {
+        safetensors::Dtype::F32 => view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            .collect(),
+        safetensors::Dtype::F64 => view
+            .data()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .collect(),
+        other => {
+            return Err(invalid(format!(
+                "tensor `{name}` is {other:?}; F32 or F64 expected"
+            )));
+        }
+    };
+    Ok((values, view.shape().to_vec()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,42 +436,4 @@ mod tests {
         assert!(picked.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(picked, random.indices(&lat), "same seed, same nodes");
     }
-}
-
-/// A tensor of a safetensors file by name, as f64 values with its shape (F32 or F64 on disk).
-pub fn read_tensor(file: &Path, name: &str) -> Result<(Vec<f64>, Vec<usize>), RecordError> {
-    let invalid = |reason: String| RecordError::Invalid {
-        path: file.to_path_buf(),
-        reason,
-    };
-    let bytes = fs::read(file).map_err(|source| RecordError::Io {
-        path: file.to_path_buf(),
-        source,
-    })?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| invalid(format!("not a readable safetensors file ({e})")))?;
-    let view = tensors.tensor(name).map_err(|_| {
-        let mut names = tensors.names();
-        names.sort();
-        names.truncate(12);
-        invalid(format!("no tensor `{name}` (it has: {})", names.join(", ")))
-    })?;
-    let values: Vec<f64> = match view.dtype() {
-        safetensors::Dtype::F32 => view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-            .collect(),
-        safetensors::Dtype::F64 => view
-            .data()
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-            .collect(),
-        other => {
-            return Err(invalid(format!(
-                "tensor `{name}` is {other:?}; F32 or F64 expected"
-            )));
-        }
-    };
-    Ok((values, view.shape().to_vec()))
 }

@@ -107,7 +107,8 @@ mod tests {
         let spectrum = MeshSpectrum::new(&mesh, mesh_truncation(mesh.num_nodes())).unwrap();
         assert_eq!(spectrum.truncation(), 49);
         // Real parts of Y_lm up to normalisation, written out independently of the SHT's recurrences.
-        let cases: [(usize, Box<dyn Fn(f64, f64) -> f64>); 4] = [
+        type Field = Box<dyn Fn(f64, f64) -> f64>;
+        let cases: [(usize, Field); 4] = [
             (1, Box::new(|lat: f64, _| lat.sin())),
             (
                 2,

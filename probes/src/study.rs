@@ -433,7 +433,10 @@ seed = [1, 2]
         let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
         for study in ["study-demo.toml", "study-paper.toml"] {
             let path = configs.join(study);
-            let runs = StudyConfig::load(&path).unwrap().plan(&path, Path::new("runs")).unwrap();
+            let runs = StudyConfig::load(&path)
+                .unwrap()
+                .plan(&path, Path::new("runs"))
+                .unwrap();
             assert!(runs.len() >= 3, "{study}");
         }
         for run in ["demo", "gnn", "transformer", "shared", "selfloop", "paper"] {

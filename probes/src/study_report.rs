@@ -127,10 +127,7 @@ pub fn write_study_report(
     for (k, run) in finished.iter().enumerate() {
         let path = run.dir.join("evaluation").join(SCORECARD_CSV);
         let rows = read_scorecard(&path).map_err(|e| io(&path, e))?;
-        scorecard.extend(
-            rows.into_iter()
-                .filter(|r| r.model == run.name || k == 0 && r.model != run.name),
-        );
+        scorecard.extend(rows.into_iter().filter(|r| r.model == run.name || k == 0));
     }
     write_csv(&out_dir.join("scorecard.csv"), &scorecard)?;
     crate::report::rmse_plot(&scorecard, &headline, &out_dir.join("rmse"))
@@ -554,7 +551,7 @@ pub fn markdown(r: &StudyReport) -> String {
         };
         let _ = writeln!(
             md,
-            "- `{}`{}: Spearman ρ(|v_i|, i) = {} (layer-permutation p = {}; {ci}): **{word}**; |v_last| / |v_0| = {}; straightness {}.",
+            "- `{}`{}: Spearman ρ(|v_i|, i) = {} (layer-permutation p = {:.3}; {ci}): **{word}**; |v_last| / |v_0| = {}; straightness {}.",
             d.model,
             if d.control {
                 " (control: no messages)"
@@ -562,7 +559,7 @@ pub fn markdown(r: &StudyReport) -> String {
                 ""
             },
             fmt(d.decay_rho),
-            format!("{:.3}", d.decay_p),
+            d.decay_p,
             d.last_over_first.map_or("n/a".into(), fmt),
             fmt(d.straightness)
         );

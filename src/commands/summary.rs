@@ -40,14 +40,17 @@ pub fn run(args: SummaryArgs, device: &Device) -> Result<()> {
     let graph_ms = started.elapsed().as_secs_f64() * 1e3;
     device.seed(config.seed);
     let model = WeatherModel::new(&config.model, 2 * args.channels, args.channels, device);
-    let attention = (config.model.processor == ProcessorKind::Transformer).then_some(config.model.attention);
+    let attention =
+        (config.model.processor == ProcessorKind::Transformer).then_some(config.model.attention);
     let tensors = GraphTensors::new(&graph, attention, device);
     let input = Tensor::<3>::random(
         [1, grid.num_points(), 2 * args.channels],
         Distribution::Normal(0.0, 1.0),
         device,
     );
-    let _ = model.forward(&tensors, input.clone(), &Hooks::none()).into_data();
+    let _ = model
+        .forward(&tensors, input.clone(), &Hooks::none())
+        .into_data();
     let started = Instant::now();
     let _ = model.forward(&tensors, input, &Hooks::none()).into_data();
     let forward_ms = started.elapsed().as_secs_f64() * 1e3;
