@@ -883,22 +883,15 @@ pub fn report_markdown(report: &JacobianReport) -> String {
 }
 
 fn write_file(path: &Path, contents: &[u8]) -> Result<(), JacobianError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| JacobianError::Output {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+    crate::output::write_atomic(path, contents).map_err(|e| JacobianError::Output {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 fn csv_bytes<T: Serialize>(rows: &[T]) -> Vec<u8> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        // Serialising plain structs of numbers into memory cannot fail.
-        let _ = writer.serialize(row);
-    }
-    writer.into_inner().unwrap_or_default()
+    // Plain structs of numbers always serialise.
+    crate::output::csv_bytes(rows).unwrap_or_default()
 }
 
 /// `v(x)`, checking that its shape is `dims`.

@@ -11,6 +11,7 @@ pub mod error_correlation;
 pub mod inputs;
 pub mod jacobian;
 pub mod layer_alignment;
+pub mod output;
 pub mod plot;
 pub mod record;
 pub mod report;

@@ -450,18 +450,11 @@ fn region_label(region: Region) -> &'static str {
 }
 
 fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| io(path, e))
+    crate::output::write_atomic(path, bytes).map_err(|e| io(path, e))
 }
 
 fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), ReportError> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        writer.serialize(row).map_err(|e| io(path, e))?;
-    }
-    let bytes = writer.into_inner().map_err(|e| io(path, e))?;
+    let bytes = crate::output::csv_bytes(rows).map_err(|e| io(path, e))?;
     write_bytes(path, &bytes)
 }
 
