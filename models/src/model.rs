@@ -82,8 +82,6 @@ impl WeatherModel {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
 
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::Distribution;
@@ -92,7 +90,6 @@ mod tests {
     use crate::config::{AttentionScope, ProcessorKind};
     use crate::graph::ModelGraph;
     use crate::grid::{LatLonGrid, LatitudeOrder, PoleRows};
-    use crate::hooks::Observer;
     use crate::interaction::EdgeIndex;
     use crate::processor::{MeshContext, Processor};
 
@@ -130,25 +127,7 @@ mod tests {
         (model, tensors, input)
     }
 
-    /// Keeps a copy of every tensor it sees, by hook name.
-    #[derive(Default)]
-    struct Recorder {
-        seen: RefCell<HashMap<String, Vec<f32>>>,
-    }
-
-    impl Observer for Recorder {
-        fn wants(&self, _: HookPoint) -> bool {
-            true
-        }
-        fn observe(&self, point: HookPoint, tensor: &Tensor<3>) {
-            let values = tensor.to_data().try_to_vec::<f32>().unwrap();
-            self.seen.borrow_mut().insert(point.to_string(), values);
-        }
-    }
-
-    fn values(t: Tensor<3>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
+    use crate::hooks::test_support::{Recorder, values};
 
     #[test]
     fn every_variant_maps_grid_inputs_to_grid_outputs() {

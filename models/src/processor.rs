@@ -249,8 +249,6 @@ impl Processor {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
 
     use burn::tensor::Distribution;
 
@@ -259,27 +257,8 @@ mod tests {
     use crate::graph::ModelGraph;
     use crate::graph_tensors::GraphTensors;
     use crate::grid::{LatLonGrid, LatitudeOrder, PoleRows};
-    use crate::hooks::Observer;
 
-    /// Keeps a copy of every tensor it sees, by hook name.
-    #[derive(Default)]
-    struct Recorder {
-        seen: RefCell<HashMap<String, Vec<f32>>>,
-    }
-
-    impl Observer for Recorder {
-        fn wants(&self, _: HookPoint) -> bool {
-            true
-        }
-        fn observe(&self, point: HookPoint, tensor: &Tensor<3>) {
-            let values = tensor.to_data().try_to_vec::<f32>().unwrap();
-            self.seen.borrow_mut().insert(point.to_string(), values);
-        }
-    }
-
-    fn values(t: Tensor<3>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
+    use crate::hooks::test_support::{Recorder, values};
 
     #[test]
     fn states_and_layer_increment_repeat_the_forward_pass_bit_for_bit() {

@@ -59,18 +59,8 @@ pub fn capture(
     out_dir: &Path,
 ) -> Result<RecordingMeta, CaptureError> {
     let config = &restored.state.config;
-    let num_layers = config.model.num_layers;
-    let layers: Vec<usize> = if options.layers.is_empty() {
-        (0..num_layers).collect()
-    } else {
-        options.layers.clone()
-    };
-    if let Some(&bad) = layers.iter().find(|&&l| l >= num_layers) {
-        return Err(CaptureError::Invalid(format!(
-            "layer {bad} does not exist: the model has {num_layers} layers (0..{})",
-            num_layers - 1
-        )));
-    }
+    let layers =
+        chosen_layers(&options.layers, config.model.num_layers).map_err(CaptureError::Invalid)?;
     let mut points: Vec<HookPoint> = layers
         .iter()
         .flat_map(|&i| {
@@ -167,6 +157,21 @@ pub fn capture(
     };
     write_meta(out_dir, &meta)?;
     Ok(meta)
+}
+
+/// The processor layers `requested` (empty = all of `num_layers`), or an error naming one that does not exist.
+pub fn chosen_layers(requested: &[usize], num_layers: usize) -> Result<Vec<usize>, String> {
+    if let Some(&bad) = requested.iter().find(|&&l| l >= num_layers) {
+        return Err(format!(
+            "layer {bad} does not exist: the model has {num_layers} layers (0..{})",
+            num_layers.saturating_sub(1)
+        ));
+    }
+    Ok(if requested.is_empty() {
+        (0..num_layers).collect()
+    } else {
+        requested.to_vec()
+    })
 }
 
 /// The folder of a recording: `dir` itself, or its `probes` subfolder.

@@ -638,18 +638,8 @@ pub fn diagnose(
     options: &JacobianOptions,
 ) -> Result<JacobianReport, JacobianError> {
     let config = &restored.state.config;
-    let num_layers = config.model.num_layers;
-    let layers: Vec<usize> = if options.layers.is_empty() {
-        (0..num_layers).collect()
-    } else {
-        options.layers.clone()
-    };
-    if let Some(&bad) = layers.iter().find(|&&l| l >= num_layers) {
-        return Err(JacobianError::Invalid(format!(
-            "layer {bad} does not exist: the model has {num_layers} layers (0..{})",
-            num_layers - 1
-        )));
-    }
+    let layers = crate::capture::chosen_layers(&options.layers, config.model.num_layers)
+        .map_err(JacobianError::Invalid)?;
     let sample = sample_states(restored, options.split, options.sample)?;
     let mesh = restored.graph.multimesh();
     let emulator = &restored.emulator;
