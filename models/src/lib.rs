@@ -7,6 +7,7 @@
 pub mod config;
 pub mod decoder;
 pub mod encoder;
+pub mod fused;
 pub mod graph;
 pub mod graph_tensors;
 pub mod grid;

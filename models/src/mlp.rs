@@ -5,6 +5,11 @@ use burn::prelude::*;
 use burn::tensor::activation::silu;
 use serde::{Deserialize, Serialize};
 
+use crate::fused::{self, Segments};
+
+/// LayerNorm's ε, set explicitly so that the fused kernel and burn's module agree (burn's default).
+const LAYER_NORM_EPSILON: f64 = 1e-5;
+
 /// Where the LayerNorm of each MLP sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -45,13 +50,27 @@ impl Mlp {
         Self {
             hidden: LinearConfig::new(input_size, hidden_size).init(device),
             output: LinearConfig::new(hidden_size, output_size).init(device),
-            norm: norm_size.map(|size| LayerNormConfig::new(size).init(device)),
+            norm: norm_size.map(|size| {
+                LayerNormConfig::new(size)
+                    .with_epsilon(LAYER_NORM_EPSILON)
+                    .init(device)
+            }),
             pre_norm: placement == NormPlacement::Pre,
         }
     }
 
     /// x: [..., input] -> [..., output]
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if !fused::enabled() {
+            return self.forward_reference(x);
+        }
+        let x = if self.pre_norm { self.normalise(x) } else { x };
+        let h = x.matmul(self.hidden.weight.val().unsqueeze::<D>());
+        self.finish(h)
+    }
+
+    /// [`Self::forward`] with burn's own modules and ops: the reference the fused form is tested against.
+    pub fn forward_reference<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let x = match (&self.norm, self.pre_norm) {
             (Some(norm), true) => norm.forward(x),
             _ => x,
@@ -72,15 +91,14 @@ impl Mlp {
     /// pre-LN (which normalises the concatenation as a whole) the parts are gathered and concatenated first.
     ///
     /// parts: ([batch, rows_j, in_j], optional index [out_rows]) -> [batch, out_rows, output]
-    pub fn forward_parts(&self, parts: Vec<(Tensor<3>, Option<&Tensor<1, Int>>)>) -> Tensor<3> {
-        let gather = |x: Tensor<3>, index: Option<&Tensor<1, Int>>| match index {
-            Some(index) => x.select(1, index.clone()),
-            None => x,
-        };
-        if self.pre_norm {
+    pub fn forward_parts(&self, parts: Vec<(Tensor<3>, Option<&Segments>)>) -> Tensor<3> {
+        if self.pre_norm || !fused::enabled() {
             let joined = parts
                 .into_iter()
-                .map(|(x, index)| gather(x, index))
+                .map(|(x, index)| match index {
+                    Some(index) => x.select(1, index.index.clone()),
+                    None => x,
+                })
                 .collect();
             return self.forward(Tensor::cat(joined, 2));
         }
@@ -94,20 +112,35 @@ impl Mlp {
                 .clone()
                 .slice([offset..offset + width, 0..hidden_size]);
             offset += width;
-            let term = gather(x.matmul(w.unsqueeze::<3>()), index);
-            sum = Some(match sum {
-                Some(s) => s + term,
-                None => term,
+            let term = x.matmul(w.unsqueeze::<3>());
+            sum = Some(match (sum, index) {
+                (Some(s), Some(index)) => fused::gather_add(s, term, index),
+                (Some(s), None) => s + term,
+                (None, Some(index)) => term.select(1, index.index.clone()),
+                (None, None) => term,
             });
         }
-        let mut h = sum.expect("forward_parts needs at least one part");
-        if let Some(bias) = &self.hidden.bias {
-            h = h + bias.val().unsqueeze::<3>();
-        }
-        let y = self.output.forward(silu(h));
+        self.finish(sum.expect("forward_parts needs at least one part"))
+    }
+
+    /// Everything after the first layer's product h = x·W: bias + SiLU, the output layer, a post-LN.
+    fn finish<const D: usize>(&self, h: Tensor<D>) -> Tensor<D> {
+        let h = match &self.hidden.bias {
+            Some(bias) => fused::bias_silu(h, bias.val()),
+            None => silu(h),
+        };
+        let y = self.output.forward(h);
+        if self.pre_norm { y } else { self.normalise(y) }
+    }
+
+    /// The LayerNorm (identity without one), through the fused kernel.
+    fn normalise<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match &self.norm {
-            Some(norm) => norm.forward(y),
-            None => y,
+            Some(norm) => match &norm.beta {
+                Some(beta) => fused::layer_norm(x, norm.gamma.val(), beta.val(), LAYER_NORM_EPSILON),
+                None => norm.forward(x),
+            },
+            None => x,
         }
     }
 

@@ -1,0 +1,371 @@
+//! Fused CPU kernels with their own backward for the four operations that dominate a message-passing step:
+//! gather-and-add of node rows onto edges, the segment sum of edges into nodes, bias + SiLU, and LayerNorm.
+//!
+//! Written with plain burn ops, each of these is several passes over an [edges, latent] buffer in the forward
+//! and more in the backward, some of them single-threaded (burn-flex's scatter-add). Here each is one parallel
+//! pass forward and one backward, deterministic (no atomics: a segment sum walks a CSR grouping of the index).
+//!
+//! The kernels run on the `flex` backend (with or without autodiff) for f32 tensors; on any other backend or
+//! dtype every function falls back to its composition of plain burn ops in [`reference`], which also serves as
+//! the reference the tests hold the kernels to. [`set_enabled`]`(false)` makes the model use the plain forms
+//! everywhere (benchmarks compare the two).
+
+mod autodiff;
+mod cpu;
+mod flex;
+pub mod reference;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::backend::{Backend, Dispatch, ExtensionType, backend_extension};
+use burn::backend::{DispatchDevice, tensor::FloatTensor, tensor::IntTensor};
+use burn::prelude::*;
+use burn::tensor::DType;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Chooses the fused kernels (default) or the plain burn forms for the whole process; for benchmarks.
+pub fn set_enabled(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the model uses the fused kernels where they apply.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// A row index `index[k]` (edge k -> node row) together with its grouping by node, so that both the gather
+/// `x[index]` and its transpose, the segment sum over k with the same `index[k]`, run in parallel over
+/// output rows.
+#[derive(Debug, Clone)]
+pub struct Segments {
+    /// index: [rows] the node row of each edge.
+    pub index: Tensor<1, Int>,
+    /// order: [rows] the edges sorted by node (stable), so `order[offsets[n]..offsets[n+1]]` are node n's.
+    order: Tensor<1, Int>,
+    /// offsets: [count + 1]
+    offsets: Tensor<1, Int>,
+    count: usize,
+}
+
+impl Segments {
+    /// The grouping of `index` (values below `count`).
+    pub fn new(index: &[u32], count: usize, device: &Device) -> Self {
+        let mut offsets = vec![0i64; count + 1];
+        for &n in index {
+            offsets[n as usize + 1] += 1;
+        }
+        for n in 0..count {
+            offsets[n + 1] += offsets[n];
+        }
+        let mut next = offsets.clone();
+        let mut order = vec![0i64; index.len()];
+        for (k, &n) in index.iter().enumerate() {
+            order[next[n as usize] as usize] = k as i64;
+            next[n as usize] += 1;
+        }
+        let int = |values: Vec<i64>| {
+            let len = values.len();
+            Tensor::<1, Int>::from_data(TensorData::new(values, [len]), device)
+        };
+        Self {
+            index: int(index.iter().map(|&n| i64::from(n)).collect()),
+            order: int(order),
+            offsets: int(offsets),
+            count,
+        }
+    }
+
+    /// Number of indexed rows (edges).
+    pub fn len(&self) -> usize {
+        self.index.dims()[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of groups (nodes).
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    fn primitive(&self) -> SegmentsPrimitive<Dispatch> {
+        SegmentsPrimitive {
+            index: self.index.clone().into_dispatch(),
+            order: self.order.clone().into_dispatch(),
+            offsets: self.offsets.clone().into_dispatch(),
+        }
+    }
+}
+
+/// [`Segments`] at the backend level.
+#[derive(ExtensionType, Debug, Clone)]
+pub struct SegmentsPrimitive<B: Backend> {
+    pub index: IntTensor<B>,
+    pub order: IntTensor<B>,
+    pub offsets: IntTensor<B>,
+}
+
+/// The fused operations, implemented for `Flex` and for `Autodiff` over it (with their backward).
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// base: [batch, rows, width], source: [batch, source_rows, width] -> base + source[:, index]
+    fn gather_add(
+        base: FloatTensor<Self>,
+        source: FloatTensor<Self>,
+        #[extension_type] segments: SegmentsPrimitive<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// values: [batch, rows, width] -> [batch, count, width], row n the sum of the rows with index n.
+    fn segment_sum(
+        values: FloatTensor<Self>,
+        #[extension_type] segments: SegmentsPrimitive<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// z: [..., width], bias: [width] -> silu(z + bias)
+    fn bias_silu(z: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// x: [..., width], gamma, beta: [width] -> LayerNorm over the last axis.
+    fn layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+}
+
+/// The inner-backend pieces the autodiff implementation needs for its backward passes.
+pub trait FusedKernels: FusedOps {
+    /// values: [batch, count, width] -> [batch, rows, width], row k = values[index[k]].
+    fn gather(values: FloatTensor<Self>, segments: SegmentsPrimitive<Self>) -> FloatTensor<Self>;
+    /// -> (silu(z + bias), z + bias)
+    fn bias_silu_forward(
+        z: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// (u = z + bias, ∂L/∂y) -> (∂L/∂z, ∂L/∂bias)
+    fn bias_silu_backward(
+        u: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// -> (y, x̂ [..., width], rstd [rows])
+    fn layer_norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    /// (x̂, rstd, gamma, ∂L/∂y) -> (∂L/∂x, ∂L/∂gamma, ∂L/∂beta)
+    fn layer_norm_backward(
+        xhat: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// Whether the kernels apply to tensors on this device with this dtype.
+fn applies(device: &Device, dtype: DType) -> bool {
+    dtype == DType::F32 && matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// `base + source[:, index]`. base: [batch, rows, width], source: [batch, count, width] -> [batch, rows, width]
+pub fn gather_add(base: Tensor<3>, source: Tensor<3>, segments: &Segments) -> Tensor<3> {
+    if !applies(&base.device(), base.dtype()) || source.dtype() != base.dtype() {
+        return reference::gather_add(base, source, segments);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedOps>::gather_add(
+        base.into_dispatch(),
+        source.into_dispatch(),
+        segments.primitive(),
+    ))
+}
+
+/// Sum of rows by index: values: [batch, rows, width] -> [batch, count, width].
+pub fn segment_sum(values: Tensor<3>, segments: &Segments) -> Tensor<3> {
+    if !applies(&values.device(), values.dtype()) {
+        return reference::segment_sum(values, segments);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedOps>::segment_sum(
+        values.into_dispatch(),
+        segments.primitive(),
+    ))
+}
+
+/// `silu(z + bias)`. z: [..., width], bias: [width]
+pub fn bias_silu<const D: usize>(z: Tensor<D>, bias: Tensor<1>) -> Tensor<D> {
+    if !applies(&z.device(), z.dtype()) || bias.dtype() != z.dtype() {
+        return reference::bias_silu(z, bias);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedOps>::bias_silu(
+        z.into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
+/// LayerNorm over the last axis (biased variance). x: [..., width], gamma, beta: [width]
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<D> {
+    if !applies(&x.device(), x.dtype()) || gamma.dtype() != x.dtype() || beta.dtype() != x.dtype()
+    {
+        return reference::layer_norm(x, gamma, beta, epsilon);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedOps>::layer_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        for (k, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{what}[{k}]: fused {x} vs reference {y}"
+            );
+        }
+    }
+
+    /// Runs `op` on fresh leaf copies of `inputs`, takes `Σ w·y` with fixed random weights w as the loss and
+    /// returns the output and every input's gradient, for comparing the fused op with its reference.
+    fn output_and_grads<const D: usize>(
+        inputs: &[Tensor<D>],
+        op: impl Fn(Vec<Tensor<D>>) -> Tensor<D>,
+    ) -> Vec<Vec<f32>> {
+        let leaves: Vec<Tensor<D>> = inputs
+            .iter()
+            .map(|t| Tensor::from_data(t.to_data(), &t.device()).require_grad())
+            .collect();
+        let y = op(leaves.clone());
+        let device = y.device();
+        device.seed(99);
+        let w = Tensor::<D>::random(y.shape(), Distribution::Normal(0.0, 1.0), &device);
+        let grads = (y.clone() * w).sum().backward();
+        let mut out = vec![values(y)];
+        for leaf in &leaves {
+            out.push(values(leaf.grad(&grads).expect("every input has a gradient")));
+        }
+        out
+    }
+
+    fn compare<const D: usize>(
+        what: &str,
+        inputs: &[Tensor<D>],
+        fused: impl Fn(Vec<Tensor<D>>) -> Tensor<D>,
+        reference: impl Fn(Vec<Tensor<D>>) -> Tensor<D>,
+    ) {
+        let a = output_and_grads(inputs, fused);
+        let b = output_and_grads(inputs, reference);
+        for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert_close(x, y, &format!("{what} (0 = output, k = grad of input k): {k}"));
+        }
+    }
+
+    fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.5), device)
+    }
+
+    /// 7 edges onto 4 nodes, node 3 without edges, repeats and an unsorted order.
+    fn segments(device: &Device) -> Segments {
+        Segments::new(&[2, 0, 2, 1, 0, 2, 1], 4, device)
+    }
+
+    #[test]
+    fn grouping_is_a_csr_of_the_index() {
+        let s = segments(&Device::flex());
+        let ints = |t: &Tensor<1, Int>| t.to_data().iter::<i64>().collect::<Vec<_>>();
+        assert_eq!(ints(&s.offsets), vec![0, 2, 4, 7, 7]);
+        assert_eq!(ints(&s.order), vec![1, 4, 3, 6, 0, 2, 5]);
+        assert_eq!((s.len(), s.count()), (7, 4));
+    }
+
+    #[test]
+    fn gather_add_and_segment_sum_match_the_reference_with_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(1);
+        let s = segments(&device);
+        let base = random([2, 7, 5], &device);
+        let source = random([2, 4, 5], &device);
+        compare(
+            "gather_add",
+            &[base.clone(), source],
+            |t| gather_add(t[0].clone(), t[1].clone(), &s),
+            |t| reference::gather_add(t[0].clone(), t[1].clone(), &s),
+        );
+        compare(
+            "segment_sum",
+            &[base],
+            |t| segment_sum(t[0].clone(), &s),
+            |t| reference::segment_sum(t[0].clone(), &s),
+        );
+    }
+
+    #[test]
+    fn bias_silu_and_layer_norm_match_the_reference_with_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(2);
+        // 150 rows: more than one parallel chunk, so the chunked gradient sums are exercised.
+        let z = random([3, 50, 6], &device);
+        let bias = random([6], &device).reshape([1, 1, 6]);
+        compare(
+            "bias_silu",
+            &[z.clone(), bias],
+            |t| bias_silu(t[0].clone(), t[1].clone().reshape([6])),
+            |t| reference::bias_silu(t[0].clone(), t[1].clone().reshape([6])),
+        );
+        let gamma = random([6], &device).reshape([1, 1, 6]);
+        let beta = random([6], &device).reshape([1, 1, 6]);
+        let ln = |f: fn(Tensor<3>, Tensor<1>, Tensor<1>, f64) -> Tensor<3>| {
+            move |t: Vec<Tensor<3>>| {
+                f(
+                    t[0].clone(),
+                    t[1].clone().reshape([6]),
+                    t[2].clone().reshape([6]),
+                    1e-5,
+                )
+            }
+        };
+        compare(
+            "layer_norm",
+            &[z, gamma, beta],
+            ln(layer_norm),
+            ln(reference::layer_norm),
+        );
+    }
+
+    #[test]
+    fn kernels_are_deterministic_and_fall_back_off_flex_f32() {
+        let device = Device::flex();
+        device.seed(3);
+        let index: Vec<u32> = (0..20_000u32).map(|k| (k * 7919) % 1000).collect();
+        let s = Segments::new(&index, 1000, &device);
+        let e = random([1, 20_000, 16], &device);
+        let first = segment_sum(e.clone(), &s).into_data();
+        assert_eq!(first, segment_sum(e.clone(), &s).into_data());
+        assert_close(
+            &first.try_to_vec::<f32>().unwrap(),
+            &values(reference::segment_sum(e.clone(), &s)),
+            "segment_sum",
+        );
+        // f64 tensors take the reference path and give the same sums.
+        let e64 = e.cast(burn::tensor::FloatDType::F64);
+        assert_eq!(segment_sum(e64, &s).dtype(), DType::F64);
+    }
+}

@@ -1,0 +1,43 @@
+//! The fused operations written with plain burn ops: the fallback on other backends and the reference the
+//! kernels are tested against.
+
+use burn::prelude::*;
+use burn::tensor::IndexingUpdateOp;
+use burn::tensor::activation::silu;
+
+use super::Segments;
+
+/// base: [batch, rows, width], source: [batch, count, width] -> base + source[:, index]
+pub fn gather_add(base: Tensor<3>, source: Tensor<3>, segments: &Segments) -> Tensor<3> {
+    base + source.select(1, segments.index.clone())
+}
+
+/// values: [batch, rows, width] -> [batch, count, width]
+pub fn segment_sum(values: Tensor<3>, segments: &Segments) -> Tensor<3> {
+    let [batch, _, width] = values.dims();
+    Tensor::<3>::zeros([batch, segments.count(), width], &values.device())
+        .cast(values.dtype())
+        .select_assign(
+        1,
+        segments.index.clone(),
+        values,
+        IndexingUpdateOp::Add,
+    )
+}
+
+/// z: [..., width], bias: [width] -> silu(z + bias)
+pub fn bias_silu<const D: usize>(z: Tensor<D>, bias: Tensor<1>) -> Tensor<D> {
+    silu(z + bias.unsqueeze::<D>())
+}
+
+/// LayerNorm over the last axis with biased variance, as burn's `LayerNorm` module computes it.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<D> {
+    let (var, mean) = x.clone().var_mean_bias(D - 1);
+    let xhat = (x - mean) / (var + epsilon).sqrt();
+    xhat * gamma.unsqueeze::<D>() + beta.unsqueeze::<D>()
+}
