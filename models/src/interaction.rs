@@ -35,11 +35,12 @@ impl EdgeIndex {
         self.senders.len()
     }
 
-    /// Sum edge values into their receivers: `agg_n = Σ_{edges k into n} e_k`.
+    /// Sum updated edge values into their receivers: `agg_n = Σ_{edges k into n} (e_k + Δe_k)`, without
+    /// materialising `e + Δe`.
     ///
-    /// edges: [batch, edges, latent] -> [batch, receivers, latent]
-    pub fn sum_into_receivers(&self, edges: Tensor<3>) -> Tensor<3> {
-        fused::segment_sum(edges, &self.receivers)
+    /// edges, delta: [batch, edges, latent] -> [batch, receivers, latent]
+    pub fn sum_into_receivers(&self, edges: Tensor<3>, delta: Tensor<3>) -> Tensor<3> {
+        fused::segment_sum(edges, delta, &self.receivers)
     }
 
     /// [`Self::sum_into_receivers`] with plain burn ops (a scatter-add).
@@ -96,7 +97,7 @@ impl InteractionNetwork {
             (x_senders, Some(&graph.senders)),
             (x_receivers.clone(), Some(&graph.receivers)),
         ]);
-        let aggregated = graph.sum_into_receivers(edges + edge_delta.clone());
+        let aggregated = graph.sum_into_receivers(edges, edge_delta.clone());
         let node_delta = self
             .node_mlp
             .forward_parts(vec![(x_receivers, None), (aggregated, None)]);
@@ -223,7 +224,7 @@ mod tests {
         let g = graph(&device);
         let values: Vec<f32> = (0..9).map(|k| (k + 1) as f32).collect();
         let edges = Tensor::<3>::from_data(TensorData::new(values, [1, 9, 1]), &device);
-        let sum = g.sum_into_receivers(edges.clone());
+        let sum = g.sum_into_receivers(edges.clone(), edges.zeros_like());
         // receiver 0 <- edges 0,1 (1+2); 1 <- 2,3 (3+4); 2 <- 4,8 (5+9); 3 <- 5,6,7 (6+7+8)
         let expected = vec![3.0, 7.0, 14.0, 21.0];
         assert_eq!(
@@ -241,8 +242,8 @@ mod tests {
             &device,
         );
         let e = Tensor::<3>::random([1, 20_000, 16], normal, &device);
-        let first = big.sum_into_receivers(e.clone()).into_data();
-        let second = big.sum_into_receivers(e).into_data();
+        let first = big.sum_into_receivers(e.clone(), e.clone()).into_data();
+        let second = big.sum_into_receivers(e.clone(), e).into_data();
         assert_eq!(first, second, "bit-identical across runs");
     }
 }

@@ -66,6 +66,10 @@ impl Mlp {
         }
         let x = if self.pre_norm { self.normalise(x) } else { x };
         let h = x.matmul(self.hidden.weight.val().unsqueeze::<D>());
+        let h = match &self.hidden.bias {
+            Some(bias) => fused::bias_silu(h, bias.val()),
+            None => silu(h),
+        };
         self.finish(h)
     }
 
@@ -105,30 +109,47 @@ impl Mlp {
         let weight = self.hidden.weight.val();
         let [_, hidden_size] = weight.dims();
         let mut offset = 0;
-        let mut sum: Option<Tensor<3>> = None;
-        for (x, index) in parts {
-            let width = x.dims()[2];
-            let w = weight
-                .clone()
-                .slice([offset..offset + width, 0..hidden_size]);
-            offset += width;
-            let term = x.matmul(w.unsqueeze::<3>());
-            sum = Some(match (sum, index) {
-                (Some(s), Some(index)) => fused::gather_add(s, term, index),
-                (Some(s), None) => s + term,
-                (None, Some(index)) => term.select(1, index.index.clone()),
-                (None, None) => term,
-            });
-        }
-        self.finish(sum.expect("forward_parts needs at least one part"))
+        let terms: Vec<(Tensor<3>, Option<&Segments>)> = parts
+            .into_iter()
+            .map(|(x, index)| {
+                let width = x.dims()[2];
+                let w = weight
+                    .clone()
+                    .slice([offset..offset + width, 0..hidden_size]);
+                offset += width;
+                (x.matmul(w.unsqueeze::<3>()), index)
+            })
+            .collect();
+        let bias = self.hidden.bias.as_ref().map(|b| b.val());
+        let h = match (<[_; 3]>::try_from(terms), bias) {
+            // An edge MLP's [e, x_snd, x_rcv]: sum, bias and SiLU in one fused pass.
+            (Ok([(base, None), (snd, Some(s)), (rcv, Some(r))]), Some(bias)) => {
+                fused::gathered_bias_silu(base, (snd, s), (rcv, r), bias)
+            }
+            (Ok(terms), bias) => Self::sum_bias_silu(terms.into(), bias),
+            (Err(terms), bias) => Self::sum_bias_silu(terms, bias),
+        };
+        self.finish(h)
     }
 
-    /// Everything after the first layer's product h = x·W: bias + SiLU, the output layer, a post-LN.
-    fn finish<const D: usize>(&self, h: Tensor<D>) -> Tensor<D> {
-        let h = match &self.hidden.bias {
-            Some(bias) => fused::bias_silu(h, bias.val()),
+    /// `silu(Σ_j term_j[index_j] + bias)` for any mix of gathered and dense terms.
+    fn sum_bias_silu(terms: Vec<(Tensor<3>, Option<&Segments>)>, bias: Option<Tensor<1>>) -> Tensor<3> {
+        let h = terms
+            .into_iter()
+            .map(|(term, index)| match index {
+                Some(index) => term.select(1, index.index.clone()),
+                None => term,
+            })
+            .reduce(|sum, term| sum + term)
+            .expect("forward_parts needs at least one part");
+        match bias {
+            Some(bias) => fused::bias_silu(h, bias),
             None => silu(h),
-        };
+        }
+    }
+
+    /// Everything after the hidden layer's activation: the output layer and a post-LN.
+    fn finish<const D: usize>(&self, h: Tensor<D>) -> Tensor<D> {
         let y = self.output.forward(h);
         if self.pre_norm { y } else { self.normalise(y) }
     }

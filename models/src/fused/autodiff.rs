@@ -2,10 +2,13 @@
 //! backward step that runs the matching backward kernel. Backward pairs:
 //!
 //! ```text
-//! gather_add   y = base + source[index]   ∂base = g,  ∂source = segment_sum(g)
-//! segment_sum  y = Σ_{index = n} v        ∂v = g[index]
-//! bias_silu    y = silu(z + b)            ∂z = g·silu'(z + b), ∂b = Σ_rows ∂z      (keeps u = z + b)
-//! layer_norm   y = x̂·γ + β                ∂x, ∂γ = Σ g·x̂, ∂β = Σ g               (keeps x̂, rstd, γ)
+//! gathered_bias_silu  y = silu(u), u = z + s[snd] + r[rcv] + b   ∂z = g·silu'(u), ∂s = segment_sum_snd(∂z),
+//!                                                                 ∂r = segment_sum_rcv(∂z), ∂b = Σ_rows ∂z
+//!                                                                 (keeps u)
+//! segment_sum         y_n = Σ_{index = n} (a + b)                  ∂a = ∂b = g[index]
+//! bias_silu           y = silu(u), u = z + b                       ∂z = g·silu'(u), ∂b = Σ_rows ∂z (keeps u)
+//! layer_norm          y = x̂·γ + β                                  ∂x, ∂γ = Σ g·x̂, ∂β = Σ g
+//!                                                                 (keeps x̂, rstd, γ)
 //! ```
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -29,19 +32,30 @@ fn inner<B: FusedKernels, C: CheckpointStrategy>(
 }
 
 #[derive(Debug)]
-struct GatherAdd;
+struct GatheredBiasSilu;
 
-impl<B: FusedKernels> Backward<B, 2> for GatherAdd {
-    type State = SegmentsPrimitive<B>;
+impl<B: FusedKernels> Backward<B, 4> for GatheredBiasSilu {
+    /// (u, sender rows, receiver rows)
+    type State = (FloatTensor<B>, SegmentsPrimitive<B>, SegmentsPrimitive<B>);
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [base, source] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [base, senders, receivers, bias] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        if let Some(node) = source {
-            grads.register::<B>(node.id, B::segment_sum(grad.clone(), ops.state));
+        let (u, sender_rows, receiver_rows) = ops.state;
+        let (grad_u, grad_bias) = B::bias_silu_backward(u, grad);
+        if let Some(node) = senders {
+            let grad = B::segment_sum_one(grad_u.clone(), sender_rows);
+            grads.register::<B>(node.id, grad);
+        }
+        if let Some(node) = receivers {
+            let grad = B::segment_sum_one(grad_u.clone(), receiver_rows);
+            grads.register::<B>(node.id, grad);
+        }
+        if let Some(node) = bias {
+            grads.register::<B>(node.id, grad_bias);
         }
         if let Some(node) = base {
-            grads.register::<B>(node.id, grad);
+            grads.register::<B>(node.id, grad_u);
         }
     }
 }
@@ -49,14 +63,18 @@ impl<B: FusedKernels> Backward<B, 2> for GatherAdd {
 #[derive(Debug)]
 struct SegmentSum;
 
-impl<B: FusedKernels> Backward<B, 1> for SegmentSum {
+impl<B: FusedKernels> Backward<B, 2> for SegmentSum {
     type State = SegmentsPrimitive<B>;
 
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [values] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [a, b] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        if let Some(node) = values {
-            grads.register::<B>(node.id, B::gather(grad, ops.state));
+        if a.is_none() && b.is_none() {
+            return;
+        }
+        let gathered = B::gather(grad, ops.state);
+        for node in [a, b].into_iter().flatten() {
+            grads.register::<B>(node.id, gathered.clone());
         }
     }
 }
@@ -101,33 +119,59 @@ impl<B: FusedKernels> Backward<B, 3> for LayerNorm {
 }
 
 impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
-    fn gather_add(
+    fn gathered_bias_silu(
         base: FloatTensor<Self>,
-        source: FloatTensor<Self>,
-        segments: SegmentsPrimitive<Self>,
+        senders: FloatTensor<Self>,
+        sender_rows: SegmentsPrimitive<Self>,
+        receivers: FloatTensor<Self>,
+        receiver_rows: SegmentsPrimitive<Self>,
+        bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let segments = inner(segments);
-        let prep = GatherAdd
-            .prepare::<C>([base.node(), source.node()])
+        let (sender_rows, receiver_rows) = (inner(sender_rows), inner(receiver_rows));
+        let prep = GatheredBiasSilu
+            .prepare::<C>([base.node(), senders.node(), receivers.node(), bias.node()])
             .compute_bound()
             .stateful();
-        let out = B::gather_add(Self::inner(base), Self::inner(source), segments.clone());
+        let (base, senders, receivers, bias) = (
+            Self::inner(base),
+            Self::inner(senders),
+            Self::inner(receivers),
+            Self::inner(bias),
+        );
         match prep {
-            OpsKind::Tracked(prep) => prep.finish(segments, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
+            OpsKind::Tracked(prep) => {
+                let (y, u) = B::gathered_bias_silu_forward(
+                    base,
+                    senders,
+                    sender_rows.clone(),
+                    receivers,
+                    receiver_rows.clone(),
+                    bias,
+                );
+                prep.finish((u, sender_rows, receiver_rows), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(<B as FusedOps>::gathered_bias_silu(
+                base,
+                senders,
+                sender_rows,
+                receivers,
+                receiver_rows,
+                bias,
+            )),
         }
     }
 
     fn segment_sum(
-        values: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
         segments: SegmentsPrimitive<Self>,
     ) -> FloatTensor<Self> {
         let segments = inner(segments);
         let prep = SegmentSum
-            .prepare::<C>([values.node()])
+            .prepare::<C>([a.node(), b.node()])
             .compute_bound()
             .stateful();
-        let out = B::segment_sum(Self::inner(values), segments.clone());
+        let out = <B as FusedOps>::segment_sum(Self::inner(a), Self::inner(b), segments.clone());
         match prep {
             OpsKind::Tracked(prep) => prep.finish(segments, out),
             OpsKind::UnTracked(prep) => prep.finish(out),

@@ -1,6 +1,7 @@
 //! The fused operations on burn-flex tensors: unwrap to f32 slices, run the [`cpu`] kernels, wrap the result.
-//! Inputs the caller gives up (the autodiff graph no longer needs them) are overwritten in place when they are
-//! uniquely owned, which saves an allocation per call.
+//! Forward kernels overwrite the input they turn into the saved state (z -> u, x -> x̂) in place when it is
+//! uniquely owned; backward kernels write fresh buffers, since incoming gradients are often shared (a residual
+//! add hands one gradient to both its inputs) and copying them first would cost a pass.
 
 use std::borrow::Cow;
 
@@ -47,36 +48,72 @@ fn width(t: &FlexTensor) -> usize {
     *t.shape().last().expect("a tensor with at least one axis")
 }
 
-impl FusedOps for Flex {
-    fn gather_add(
-        base: FlexTensor,
-        source: FlexTensor,
-        segments: SegmentsPrimitive<Self>,
-    ) -> FlexTensor {
-        let source_rows = source.shape()[1];
-        let width = width(&base);
-        let mut out = writable(base);
-        cpu::gather_add(
-            out.storage_mut::<f32>(),
-            &read(&source),
-            &indices(&segments.index),
-            source_rows,
-            width,
-        );
-        out
+/// The node table of a gathered part, with its index read back as host integers.
+struct Part {
+    values: FlexTensor,
+    index: Vec<usize>,
+}
+
+impl Part {
+    fn new(values: FlexTensor, segments: &SegmentsPrimitive<Flex>) -> Self {
+        let values = match values.as_slice::<f32>() {
+            Some(_) => values,
+            None => values.to_contiguous(),
+        };
+        Self {
+            index: indices(&segments.index),
+            values,
+        }
     }
 
-    fn segment_sum(values: FlexTensor, segments: SegmentsPrimitive<Self>) -> FlexTensor {
-        let shape = values.shape();
-        let offsets = indices(&segments.offsets);
-        let sums = cpu::segment_sum(
-            &read(&values),
-            &indices(&segments.order),
-            &offsets,
-            shape[1],
-            shape[2],
-        );
-        tensor(sums, [shape[0], offsets.len() - 1, shape[2]])
+    fn gathered(&self) -> cpu::Gathered<'_> {
+        cpu::Gathered {
+            source: self.values.as_slice::<f32>().expect("contiguous"),
+            index: &self.index,
+            source_rows: self.values.shape()[1],
+        }
+    }
+}
+
+/// (silu(u), u) with u = z + Σ gathered parts + bias.
+fn bias_silu_of(z: FlexTensor, bias: FlexTensor, parts: &[Part]) -> (FlexTensor, FlexTensor) {
+    let shape = z.shape();
+    let gathered: Vec<cpu::Gathered> = parts.iter().map(Part::gathered).collect();
+    let mut u = writable(z);
+    let y = cpu::bias_silu_forward(u.storage_mut::<f32>(), &read(&bias), &gathered);
+    (tensor(y, shape), u)
+}
+
+/// Row sums by segment of the sum of `values` (all of one shape [batch, rows, width]).
+fn segment_sums(values: &[&FlexTensor], segments: &SegmentsPrimitive<Flex>) -> FlexTensor {
+    let shape = values[0].shape();
+    let offsets = indices(&segments.offsets);
+    let blocks: Vec<Cow<[f32]>> = values.iter().map(|v| read(v)).collect();
+    let blocks: Vec<&[f32]> = blocks.iter().map(|b| b.as_ref()).collect();
+    let sums = cpu::segment_sum(
+        &blocks,
+        &indices(&segments.order),
+        &offsets,
+        shape[1],
+        shape[2],
+    );
+    tensor(sums, [shape[0], offsets.len() - 1, shape[2]])
+}
+
+impl FusedOps for Flex {
+    fn gathered_bias_silu(
+        base: FlexTensor,
+        senders: FlexTensor,
+        sender_rows: SegmentsPrimitive<Self>,
+        receivers: FlexTensor,
+        receiver_rows: SegmentsPrimitive<Self>,
+        bias: FlexTensor,
+    ) -> FlexTensor {
+        Self::gathered_bias_silu_forward(base, senders, sender_rows, receivers, receiver_rows, bias).0
+    }
+
+    fn segment_sum(a: FlexTensor, b: FlexTensor, segments: SegmentsPrimitive<Self>) -> FlexTensor {
+        segment_sums(&[&a, &b], &segments)
     }
 
     fn bias_silu(z: FlexTensor, bias: FlexTensor) -> FlexTensor {
@@ -90,24 +127,39 @@ impl FusedOps for Flex {
 
 impl FusedKernels for Flex {
     fn gather(values: FlexTensor, segments: SegmentsPrimitive<Self>) -> FlexTensor {
-        let shape = values.shape();
-        let index = indices(&segments.index);
-        let out = cpu::gather(&read(&values), &index, shape[1], shape[2]);
-        tensor(out, [shape[0], index.len(), shape[2]])
+        let part = Part::new(values, &segments);
+        let shape = part.values.shape();
+        let out = cpu::gather(part.gathered(), shape[2]);
+        tensor(out, [shape[0], part.index.len(), shape[2]])
+    }
+
+    fn segment_sum_one(values: FlexTensor, segments: SegmentsPrimitive<Self>) -> FlexTensor {
+        segment_sums(&[&values], &segments)
+    }
+
+    fn gathered_bias_silu_forward(
+        base: FlexTensor,
+        senders: FlexTensor,
+        sender_rows: SegmentsPrimitive<Self>,
+        receivers: FlexTensor,
+        receiver_rows: SegmentsPrimitive<Self>,
+        bias: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let parts = [
+            Part::new(senders, &sender_rows),
+            Part::new(receivers, &receiver_rows),
+        ];
+        bias_silu_of(base, bias, &parts)
     }
 
     fn bias_silu_forward(z: FlexTensor, bias: FlexTensor) -> (FlexTensor, FlexTensor) {
-        let shape = z.shape();
-        let mut u = writable(z);
-        let y = cpu::bias_silu_forward(u.storage_mut::<f32>(), &read(&bias));
-        (tensor(y, shape), u)
+        bias_silu_of(z, bias, &[])
     }
 
     fn bias_silu_backward(u: FlexTensor, grad: FlexTensor) -> (FlexTensor, FlexTensor) {
-        let width = width(&u);
-        let mut g = writable(grad);
-        let bias = cpu::bias_silu_backward(&read(&u), g.storage_mut::<f32>(), width);
-        (g, tensor(bias, [width]))
+        let (shape, width) = (u.shape(), width(&u));
+        let (grad_u, grad_bias) = cpu::bias_silu_backward(&read(&u), &read(&grad), width);
+        (tensor(grad_u, shape), tensor(grad_bias, [width]))
     }
 
     fn layer_norm_forward(
@@ -134,14 +186,13 @@ impl FusedKernels for Flex {
         gamma: FlexTensor,
         grad: FlexTensor,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let width = width(&xhat);
-        let mut g = writable(grad);
-        let (dgamma, dbeta) = cpu::layer_norm_backward(
-            &read(&xhat),
-            &read(&rstd),
-            &read(&gamma),
-            g.storage_mut::<f32>(),
-        );
-        (g, tensor(dgamma, [width]), tensor(dbeta, [width]))
+        let (shape, width) = (xhat.shape(), width(&xhat));
+        let (dx, dgamma, dbeta) =
+            cpu::layer_norm_backward(&read(&xhat), &read(&rstd), &read(&gamma), &read(&grad));
+        (
+            tensor(dx, shape),
+            tensor(dgamma, [width]),
+            tensor(dbeta, [width]),
+        )
     }
 }

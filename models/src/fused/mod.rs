@@ -110,16 +110,24 @@ pub struct SegmentsPrimitive<B: Backend> {
 /// The fused operations, implemented for `Flex` and for `Autodiff` over it (with their backward).
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedOps: Backend {
-    /// base: [batch, rows, width], source: [batch, source_rows, width] -> base + source[:, index]
-    fn gather_add(
+    /// The hidden layer of an edge MLP whose input rows concatenate an edge row and two gathered node rows:
+    /// `silu(base + senders[:, sender_rows] + receivers[:, receiver_rows] + bias)`.
+    ///
+    /// base: [batch, rows, width], senders: [batch, count_s, width], receivers: [batch, count_r, width],
+    /// bias: [width] -> [batch, rows, width]
+    fn gathered_bias_silu(
         base: FloatTensor<Self>,
-        source: FloatTensor<Self>,
-        #[extension_type] segments: SegmentsPrimitive<Self>,
+        senders: FloatTensor<Self>,
+        #[extension_type] sender_rows: SegmentsPrimitive<Self>,
+        receivers: FloatTensor<Self>,
+        #[extension_type] receiver_rows: SegmentsPrimitive<Self>,
+        bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
-    /// values: [batch, rows, width] -> [batch, count, width], row n the sum of the rows with index n.
+    /// a, b: [batch, rows, width] -> [batch, count, width], row n the sum of `a + b` over the rows with index n.
     fn segment_sum(
-        values: FloatTensor<Self>,
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
         #[extension_type] segments: SegmentsPrimitive<Self>,
     ) -> FloatTensor<Self>;
 
@@ -139,12 +147,26 @@ pub trait FusedOps: Backend {
 pub trait FusedKernels: FusedOps {
     /// values: [batch, count, width] -> [batch, rows, width], row k = values[index[k]].
     fn gather(values: FloatTensor<Self>, segments: SegmentsPrimitive<Self>) -> FloatTensor<Self>;
+    /// values: [batch, rows, width] -> [batch, count, width]: the transpose of [`Self::gather`].
+    fn segment_sum_one(
+        values: FloatTensor<Self>,
+        segments: SegmentsPrimitive<Self>,
+    ) -> FloatTensor<Self>;
+    /// -> (y, u = the SiLU input)
+    fn gathered_bias_silu_forward(
+        base: FloatTensor<Self>,
+        senders: FloatTensor<Self>,
+        sender_rows: SegmentsPrimitive<Self>,
+        receivers: FloatTensor<Self>,
+        receiver_rows: SegmentsPrimitive<Self>,
+        bias: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
     /// -> (silu(z + bias), z + bias)
     fn bias_silu_forward(
         z: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
-    /// (u = z + bias, ∂L/∂y) -> (∂L/∂z, ∂L/∂bias)
+    /// (u = the SiLU input, ∂L/∂y) -> (∂L/∂u, ∂L/∂bias)
     fn bias_silu_backward(
         u: FloatTensor<Self>,
         grad: FloatTensor<Self>,
@@ -165,37 +187,56 @@ pub trait FusedKernels: FusedOps {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// Whether the kernels apply to tensors on this device with this dtype.
-fn applies(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32 && matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
+/// Whether the kernels apply to these tensors: all on a flex device (with or without autodiff), all f32.
+fn applies(device: &Device, dtypes: &[DType]) -> bool {
+    dtypes.iter().all(|&d| d == DType::F32)
+        && matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
 }
 
-/// `base + source[:, index]`. base: [batch, rows, width], source: [batch, count, width] -> [batch, rows, width]
-pub fn gather_add(base: Tensor<3>, source: Tensor<3>, segments: &Segments) -> Tensor<3> {
-    if !applies(&base.device(), base.dtype()) || source.dtype() != base.dtype() {
-        return reference::gather_add(base, source, segments);
+/// `silu(base + senders[:, sender_rows] + receivers[:, receiver_rows] + bias)`: an edge MLP's hidden layer
+/// from its three partial products (see [`crate::mlp::Mlp::forward_parts`]).
+///
+/// base: [batch, rows, width], senders/receivers: [batch, count, width], bias: [width] -> [batch, rows, width]
+pub fn gathered_bias_silu(
+    base: Tensor<3>,
+    (senders, sender_rows): (Tensor<3>, &Segments),
+    (receivers, receiver_rows): (Tensor<3>, &Segments),
+    bias: Tensor<1>,
+) -> Tensor<3> {
+    let dtypes = [base.dtype(), senders.dtype(), receivers.dtype(), bias.dtype()];
+    if !applies(&base.device(), &dtypes) {
+        return reference::gathered_bias_silu(
+            base,
+            (senders, sender_rows),
+            (receivers, receiver_rows),
+            bias,
+        );
     }
-    Tensor::from_dispatch(<Dispatch as FusedOps>::gather_add(
+    Tensor::from_dispatch(<Dispatch as FusedOps>::gathered_bias_silu(
         base.into_dispatch(),
-        source.into_dispatch(),
-        segments.primitive(),
+        senders.into_dispatch(),
+        sender_rows.primitive(),
+        receivers.into_dispatch(),
+        receiver_rows.primitive(),
+        bias.into_dispatch(),
     ))
 }
 
-/// Sum of rows by index: values: [batch, rows, width] -> [batch, count, width].
-pub fn segment_sum(values: Tensor<3>, segments: &Segments) -> Tensor<3> {
-    if !applies(&values.device(), values.dtype()) {
-        return reference::segment_sum(values, segments);
+/// Sum of the rows of `a + b` by index: a, b: [batch, rows, width] -> [batch, count, width].
+pub fn segment_sum(a: Tensor<3>, b: Tensor<3>, segments: &Segments) -> Tensor<3> {
+    if !applies(&a.device(), &[a.dtype(), b.dtype()]) {
+        return reference::segment_sum(a + b, segments);
     }
     Tensor::from_dispatch(<Dispatch as FusedOps>::segment_sum(
-        values.into_dispatch(),
+        a.into_dispatch(),
+        b.into_dispatch(),
         segments.primitive(),
     ))
 }
 
 /// `silu(z + bias)`. z: [..., width], bias: [width]
 pub fn bias_silu<const D: usize>(z: Tensor<D>, bias: Tensor<1>) -> Tensor<D> {
-    if !applies(&z.device(), z.dtype()) || bias.dtype() != z.dtype() {
+    if !applies(&z.device(), &[z.dtype(), bias.dtype()]) {
         return reference::bias_silu(z, bias);
     }
     Tensor::from_dispatch(<Dispatch as FusedOps>::bias_silu(
@@ -211,8 +252,7 @@ pub fn layer_norm<const D: usize>(
     beta: Tensor<1>,
     epsilon: f64,
 ) -> Tensor<D> {
-    if !applies(&x.device(), x.dtype()) || gamma.dtype() != x.dtype() || beta.dtype() != x.dtype()
-    {
+    if !applies(&x.device(), &[x.dtype(), gamma.dtype(), beta.dtype()]) {
         return reference::layer_norm(x, gamma, beta, epsilon);
     }
     Tensor::from_dispatch(<Dispatch as FusedOps>::layer_norm(
@@ -297,23 +337,39 @@ mod tests {
     }
 
     #[test]
-    fn gather_add_and_segment_sum_match_the_reference_with_gradients() {
+    fn gathered_silu_and_segment_sum_match_the_reference_with_gradients() {
         let device = Device::flex().autodiff();
         device.seed(1);
         let s = segments(&device);
+        let r = Segments::new(&[0, 1, 2, 0, 1, 2, 0], 3, &device);
         let base = random([2, 7, 5], &device);
-        let source = random([2, 4, 5], &device);
+        let senders = random([2, 4, 5], &device);
+        let receivers = random([2, 3, 5], &device);
+        // the bias travels as [1, 1, 5] so that one `compare` handles every input
+        let bias = random([1, 1, 5], &device);
         compare(
-            "gather_add",
-            &[base.clone(), source],
-            |t| gather_add(t[0].clone(), t[1].clone(), &s),
-            |t| reference::gather_add(t[0].clone(), t[1].clone(), &s),
+            "gathered_bias_silu",
+            &[base.clone(), senders, receivers, bias],
+            |t| {
+                let bias = t[3].clone().reshape([5]);
+                gathered_bias_silu(t[0].clone(), (t[1].clone(), &s), (t[2].clone(), &r), bias)
+            },
+            |t| {
+                let bias = t[3].clone().reshape([5]);
+                reference::gathered_bias_silu(
+                    t[0].clone(),
+                    (t[1].clone(), &s),
+                    (t[2].clone(), &r),
+                    bias,
+                )
+            },
         );
+        let other = random([2, 7, 5], &device);
         compare(
             "segment_sum",
-            &[base],
-            |t| segment_sum(t[0].clone(), &s),
-            |t| reference::segment_sum(t[0].clone(), &s),
+            &[base, other],
+            |t| segment_sum(t[0].clone(), t[1].clone(), &s),
+            |t| reference::segment_sum(t[0].clone() + t[1].clone(), &s),
         );
     }
 
@@ -357,8 +413,9 @@ mod tests {
         let index: Vec<u32> = (0..20_000u32).map(|k| (k * 7919) % 1000).collect();
         let s = Segments::new(&index, 1000, &device);
         let e = random([1, 20_000, 16], &device);
-        let first = segment_sum(e.clone(), &s).into_data();
-        assert_eq!(first, segment_sum(e.clone(), &s).into_data());
+        let zero = e.zeros_like();
+        let first = segment_sum(e.clone(), zero.clone(), &s).into_data();
+        assert_eq!(first, segment_sum(e.clone(), zero, &s).into_data());
         assert_close(
             &first.try_to_vec::<f32>().unwrap(),
             &values(reference::segment_sum(e.clone(), &s)),
@@ -366,6 +423,6 @@ mod tests {
         );
         // f64 tensors take the reference path and give the same sums.
         let e64 = e.cast(burn::tensor::FloatDType::F64);
-        assert_eq!(segment_sum(e64, &s).dtype(), DType::F64);
+        assert_eq!(segment_sum(e64.clone(), e64, &s).dtype(), DType::F64);
     }
 }

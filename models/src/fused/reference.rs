@@ -7,9 +7,18 @@ use burn::tensor::activation::silu;
 
 use super::Segments;
 
-/// base: [batch, rows, width], source: [batch, count, width] -> base + source[:, index]
-pub fn gather_add(base: Tensor<3>, source: Tensor<3>, segments: &Segments) -> Tensor<3> {
-    base + source.select(1, segments.index.clone())
+/// base: [batch, rows, width], senders/receivers: [batch, count, width], bias: [width] ->
+/// silu(base + senders[:, sender_rows] + receivers[:, receiver_rows] + bias)
+pub fn gathered_bias_silu(
+    base: Tensor<3>,
+    (senders, sender_rows): (Tensor<3>, &Segments),
+    (receivers, receiver_rows): (Tensor<3>, &Segments),
+    bias: Tensor<1>,
+) -> Tensor<3> {
+    let z = base
+        + senders.select(1, sender_rows.index.clone())
+        + receivers.select(1, receiver_rows.index.clone());
+    bias_silu(z, bias)
 }
 
 /// values: [batch, rows, width] -> [batch, count, width]
