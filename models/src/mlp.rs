@@ -64,8 +64,8 @@ impl Mlp {
         if !fused::enabled() {
             return self.forward_reference(x);
         }
-        let x = if self.pre_norm { self.normalise(x) } else { x };
-        let h = x.matmul(self.hidden.weight.val().unsqueeze::<D>());
+        let x = if self.pre_norm { self.normalise(x, None) } else { x };
+        let h = fused::linear(x, self.hidden.weight.val());
         let h = match &self.hidden.bias {
             Some(bias) => fused::bias_silu(h, bias.val()),
             None => silu(h),
@@ -117,7 +117,7 @@ impl Mlp {
                     .clone()
                     .slice([offset..offset + width, 0..hidden_size]);
                 offset += width;
-                (x.matmul(w.unsqueeze::<3>()), index)
+                (fused::linear(x, w), index)
             })
             .collect();
         let bias = self.hidden.bias.as_ref().map(|b| b.val());
@@ -148,20 +148,34 @@ impl Mlp {
         }
     }
 
-    /// Everything after the hidden layer's activation: the output layer and a post-LN.
+    /// Everything after the hidden layer's activation: the output layer and a post-LN (which adds the output
+    /// layer's bias itself, saving a pass).
     fn finish<const D: usize>(&self, h: Tensor<D>) -> Tensor<D> {
-        let y = self.output.forward(h);
-        if self.pre_norm { y } else { self.normalise(y) }
+        let y = fused::linear(h, self.output.weight.val());
+        let bias = self.output.bias.as_ref().map(|b| b.val());
+        match (&self.norm, self.pre_norm, bias) {
+            (Some(_), false, bias) => self.normalise(y, bias),
+            (_, _, Some(bias)) => y + bias.unsqueeze::<D>(),
+            (_, _, None) => y,
+        }
     }
 
-    /// The LayerNorm (identity without one), through the fused kernel.
-    fn normalise<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    /// The LayerNorm of `x + bias` (identity without a norm), through the fused kernel.
+    fn normalise<const D: usize>(&self, x: Tensor<D>, bias: Option<Tensor<1>>) -> Tensor<D> {
+        let x_plus_bias = |x: Tensor<D>, bias: Option<Tensor<1>>| match bias {
+            Some(bias) => x + bias.unsqueeze::<D>(),
+            None => x,
+        };
         match &self.norm {
             Some(norm) => match &norm.beta {
-                Some(beta) => fused::layer_norm(x, norm.gamma.val(), beta.val(), LAYER_NORM_EPSILON),
-                None => norm.forward(x),
+                Some(beta) => {
+                    let gamma = norm.gamma.val();
+                    let bias = bias.unwrap_or_else(|| gamma.zeros_like());
+                    fused::layer_norm(x, bias, gamma, beta.val(), LAYER_NORM_EPSILON)
+                }
+                None => norm.forward(x_plus_bias(x, bias)),
             },
-            None => x,
+            None => x_plus_bias(x, bias),
         }
     }
 

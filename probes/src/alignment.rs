@@ -23,6 +23,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use weatherlens_models::fused::matmul::{self, View};
+
 use crate::velocity::quantile_sorted;
 
 /// Quantile of |x| at which the platonic pipeline clips outliers (Huh et al. 2024, `measure_alignment.py`,
@@ -1336,109 +1338,9 @@ impl MaskedKernels {
     }
 }
 
-/// A read-only strided matrix: element (r, c) is data[r·row_stride + c·column_stride].
-#[derive(Debug, Clone, Copy)]
-struct View<'a> {
-    data: &'a [f64],
-    rows: usize,
-    columns: usize,
-    row_stride: usize,
-    column_stride: usize,
-}
-
-impl<'a> View<'a> {
-    /// data: [rows, columns] row-major.
-    fn row_major(data: &'a [f64], rows: usize, columns: usize) -> Self {
-        Self {
-            data,
-            rows,
-            columns,
-            row_stride: columns,
-            column_stride: 1,
-        }
-    }
-
-    fn transposed(self) -> Self {
-        Self {
-            data: self.data,
-            rows: self.columns,
-            columns: self.rows,
-            row_stride: self.column_stride,
-            column_stride: self.row_stride,
-        }
-    }
-
-    /// Rows start..start + rows.
-    fn row_range(self, start: usize, rows: usize) -> Self {
-        Self {
-            data: &self.data[start * self.row_stride..],
-            rows,
-            ..self
-        }
-    }
-
-    /// Whether every element lies inside `data`.
-    fn in_bounds(&self) -> bool {
-        self.rows == 0
-            || self.columns == 0
-            || (self.rows - 1) * self.row_stride + (self.columns - 1) * self.column_stride
-                < self.data.len()
-    }
-}
-
-/// out = lhs · rhs, out: [lhs.rows, rhs.columns] row-major, through the `gemm` crate (the one burn's CPU backend
-/// uses); `parallel` spreads one product over the rayon pool.
-fn multiply(lhs: View, rhs: View, out: &mut [f64], parallel: bool) {
-    assert!(
-        lhs.columns == rhs.rows,
-        "inner dimensions differ: {} vs {}",
-        lhs.columns,
-        rhs.rows
-    );
-    assert!(
-        out.len() == lhs.rows * rhs.columns,
-        "output holds {} values, not {}",
-        out.len(),
-        lhs.rows * rhs.columns
-    );
-    assert!(
-        lhs.in_bounds() && rhs.in_bounds(),
-        "a strided view reaches past its data"
-    );
-    if out.is_empty() {
-        return;
-    }
-    let parallelism = if parallel {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above keep every element that gemm reads (lhs, rhs) or writes (out, dense row-major)
-    // inside its slice; `out` is borrowed mutably, so nothing else aliases it. read_dst = false: out is only
-    // written (dst := lhs · rhs).
-    unsafe {
-        gemm::gemm(
-            lhs.rows,
-            rhs.columns,
-            lhs.columns,
-            out.as_mut_ptr(),
-            1,
-            rhs.columns as isize,
-            false,
-            lhs.data.as_ptr(),
-            lhs.column_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.column_stride as isize,
-            rhs.row_stride as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
+/// `out = lhs · rhs` through the shared gemm wrapper.
+fn multiply(lhs: View<f64>, rhs: View<f64>, out: &mut [f64], parallel: bool) {
+    matmul::multiply(lhs, rhs, out, false, parallel);
 }
 
 #[cfg(test)]

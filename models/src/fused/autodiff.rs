@@ -7,8 +7,9 @@
 //!                                                                 (keeps u)
 //! segment_sum         y_n = Σ_{index = n} (a + b)                  ∂a = ∂b = g[index]
 //! bias_silu           y = silu(u), u = z + b                       ∂z = g·silu'(u), ∂b = Σ_rows ∂z (keeps u)
-//! layer_norm          y = x̂·γ + β                                  ∂x, ∂γ = Σ g·x̂, ∂β = Σ g
+//! layer_norm          y = x̂·γ + β, x̂ = norm(x + c)                ∂x, ∂c = Σ ∂x, ∂γ = Σ g·x̂, ∂β = Σ g
 //!                                                                 (keeps x̂, rstd, γ)
+//! linear              y = x·w                                      ∂x = g·wᵀ, ∂w = xᵀ·g (keeps x, w)
 //! ```
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -101,19 +102,39 @@ impl<B: FusedKernels> Backward<B, 2> for BiasSilu {
 #[derive(Debug)]
 struct LayerNorm;
 
-impl<B: FusedKernels> Backward<B, 3> for LayerNorm {
+impl<B: FusedKernels> Backward<B, 4> for LayerNorm {
     /// (x̂, rstd, gamma)
     type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [x, gamma, beta] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<B>(&ops.node);
-        let (xhat, rstd, gamma_value) = ops.state;
-        let (grad_x, grad_gamma, grad_beta) = B::layer_norm_backward(xhat, rstd, gamma_value, grad);
-        for (node, grad) in [(x, grad_x), (gamma, grad_gamma), (beta, grad_beta)] {
+        let (xhat, rstd, gamma) = ops.state;
+        let all = B::layer_norm_backward(xhat, rstd, gamma, grad);
+        // parents and gradients in the same order: x, bias, gamma, beta
+        for (node, grad) in ops.parents.into_iter().zip(all) {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
             }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Linear;
+
+impl<B: FusedKernels> Backward<B, 2> for Linear {
+    /// (x, w)
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node, w_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, w) = ops.state;
+        if let Some(node) = w_node {
+            grads.register::<B>(node.id, B::linear_grad_weight(x, grad.clone()));
+        }
+        if let Some(node) = x_node {
+            grads.register::<B>(node.id, B::linear_grad_input(grad, w));
         }
     }
 }
@@ -197,21 +218,40 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
 
     fn layer_norm(
         x: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
         let prep = LayerNorm
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .prepare::<C>([x.node(), bias.node(), gamma.node(), beta.node()])
             .compute_bound()
             .stateful();
-        let (x, gamma, beta) = (Self::inner(x), Self::inner(gamma), Self::inner(beta));
+        let (x, bias) = (Self::inner(x), Self::inner(bias));
+        let (gamma, beta) = (Self::inner(gamma), Self::inner(beta));
         match prep {
             OpsKind::Tracked(prep) => {
-                let (y, xhat, rstd) = B::layer_norm_forward(x, gamma.clone(), beta, epsilon);
+                let (y, xhat, rstd) = B::layer_norm_forward(x, bias, gamma.clone(), beta, epsilon);
                 prep.finish((xhat, rstd, gamma), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(<B as FusedOps>::layer_norm(x, gamma, beta, epsilon)),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(<B as FusedOps>::layer_norm(x, bias, gamma, beta, epsilon))
+            }
+        }
+    }
+
+    fn linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        let prep = Linear
+            .prepare::<C>([x.node(), w.node()])
+            .compute_bound()
+            .stateful();
+        let (x, w) = (Self::inner(x), Self::inner(w));
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let y = <B as FusedOps>::linear(x.clone(), w.clone());
+                prep.finish((x, w), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(<B as FusedOps>::linear(x, w)),
         }
     }
 }

@@ -72,7 +72,6 @@ pub fn bias_silu_forward(u: &mut [f32], bias: &[f32], gathered: &[Gathered]) -> 
         .zip(y.spare_capacity_mut()[..len].par_chunks_mut(width * ROWS_PER_TASK))
         .enumerate()
         .for_each(|(chunk, (u, y))| {
-            simd(|| {
             for (i, (u, y)) in u
                 .chunks_exact_mut(width)
                 .zip(y.chunks_exact_mut(width))
@@ -88,7 +87,6 @@ pub fn bias_silu_forward(u: &mut [f32], bias: &[f32], gathered: &[Gathered]) -> 
                     y.write(*u * sigmoid(*u));
                 }
             }
-            })
         });
     // SAFETY: the chunks above cover all `len` elements and write every one.
     unsafe { y.set_len(len) };
@@ -105,7 +103,6 @@ pub fn bias_silu_backward(u: &[f32], grad: &[f32], width: usize) -> (Vec<f32>, V
         .zip(grad.par_chunks(width * ROWS_PER_TASK))
         .zip(u.par_chunks(width * ROWS_PER_TASK))
         .map(|((out, g), u)| {
-            simd(|| {
                 let mut bias = vec![0.0f32; width];
                 for ((out, g), u) in out
                     .chunks_exact_mut(width)
@@ -120,7 +117,6 @@ pub fn bias_silu_backward(u: &[f32], grad: &[f32], width: usize) -> (Vec<f32>, V
                     }
                 }
                 bias
-            })
         })
         .collect();
     // SAFETY: the chunks above cover all `len` elements and write every one.
@@ -128,10 +124,11 @@ pub fn bias_silu_backward(u: &[f32], grad: &[f32], width: usize) -> (Vec<f32>, V
     (out, sum_partials(partials, width))
 }
 
-/// LayerNorm over the last axis with biased variance (burn's and PyTorch's definition). Turns x into
-/// `x̂ = (x − mean)·rstd` in place and returns `(y = x̂·gamma + beta, rstd per row)`.
+/// LayerNorm over the last axis of `x + bias`, with biased variance (burn's and PyTorch's definition). Turns x
+/// into `x̂ = (x + bias − mean)·rstd` in place and returns `(y = x̂·gamma + beta, rstd per row)`.
 pub fn layer_norm_forward(
     x: &mut [f32],
+    bias: &[f32],
     gamma: &[f32],
     beta: &[f32],
     epsilon: f32,
@@ -144,12 +141,12 @@ pub fn layer_norm_forward(
         .zip(y.spare_capacity_mut()[..len].par_chunks_mut(width * ROWS_PER_TASK))
         .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
         .for_each(|((x, y), rstd)| {
-            simd(|| {
                 for ((x, y), r) in x
                     .chunks_exact_mut(width)
                     .zip(y.chunks_exact_mut(width))
                     .zip(rstd.iter_mut())
                 {
+                    x.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
                     let mean = lane_sum(x, |v| v) / width as f32;
                     let var = lane_sum(x, |v| (v - mean) * (v - mean)) / width as f32;
                     *r = 1.0 / (var + epsilon).sqrt();
@@ -158,7 +155,6 @@ pub fn layer_norm_forward(
                         y.write(*x * g + b);
                     }
                 }
-            })
         });
     // SAFETY: the chunks above cover all `len` elements and write every one.
     unsafe { y.set_len(len) };
@@ -166,13 +162,14 @@ pub fn layer_norm_forward(
 }
 
 /// The LayerNorm backward from the saved x̂ and rstd: `∂L/∂x = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))` with
-/// `ĝ = g·gamma`, `∂L/∂gamma = Σ_rows g·x̂` and `∂L/∂beta = Σ_rows g`.
+/// `ĝ = g·gamma`; `∂L/∂bias = Σ_rows ∂L/∂x`, `∂L/∂gamma = Σ_rows g·x̂`, `∂L/∂beta = Σ_rows g`.
+/// Returns (∂L/∂x, ∂L/∂bias, ∂L/∂gamma, ∂L/∂beta).
 pub fn layer_norm_backward(
     xhat: &[f32],
     rstd: &[f32],
     gamma: &[f32],
     grad: &[f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let (width, len) = (gamma.len(), xhat.len());
     let mut out = Vec::with_capacity(len);
     let partials: Vec<Vec<f32>> = out.spare_capacity_mut()[..len]
@@ -181,9 +178,8 @@ pub fn layer_norm_backward(
         .zip(xhat.par_chunks(width * ROWS_PER_TASK))
         .zip(rstd.par_chunks(ROWS_PER_TASK))
         .map(|(((out, g), xhat), rstd)| {
-            simd(|| {
-                // [gamma gradient | beta gradient] of this chunk
-                let mut acc = vec![0.0f32; 2 * width];
+                // [gamma gradient | beta gradient | bias gradient] of this chunk
+                let mut acc = vec![0.0f32; 3 * width];
                 let mut ghat = vec![0.0f32; width];
                 for (((out, g), xhat), r) in out
                     .chunks_exact_mut(width)
@@ -191,7 +187,8 @@ pub fn layer_norm_backward(
                     .zip(xhat.chunks_exact(width))
                     .zip(rstd)
                 {
-                    let (dgamma, dbeta) = acc.split_at_mut(width);
+                    let (dgamma, rest) = acc.split_at_mut(width);
+                    let (dbeta, dbias) = rest.split_at_mut(width);
                     for ((((gh, g), x), gm), (dg, db)) in ghat
                         .iter_mut()
                         .zip(g)
@@ -205,37 +202,21 @@ pub fn layer_norm_backward(
                     }
                     let mean_g = lane_sum(&ghat, |v| v) / width as f32;
                     let mean_gx = lane_dot(&ghat, xhat) / width as f32;
-                    for ((o, gh), x) in out.iter_mut().zip(&ghat).zip(xhat) {
-                        o.write(r * (gh - mean_g - x * mean_gx));
+                    for (((o, gh), x), db) in out.iter_mut().zip(&ghat).zip(xhat).zip(dbias.iter_mut()) {
+                        let dx = r * (gh - mean_g - x * mean_gx);
+                        o.write(dx);
+                        *db += dx;
                     }
                 }
                 acc
-            })
         })
         .collect();
     // SAFETY: the chunks above cover all `len` elements and write every one.
     unsafe { out.set_len(len) };
-    let both = sum_partials(partials, 2 * width);
-    (out, both[..width].to_vec(), both[width..].to_vec())
-}
-
-/// Runs `f` compiled for AVX2 + FMA when the CPU has them (eight lanes instead of the baseline's four; `f` is
-/// inlined into the wrapper, so its loops are vectorised for the wider registers), else as is.
-#[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        fn wide<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports the features `wide` is compiled for (checked just above).
-            return unsafe { wide(f) };
-        }
-    }
-    f()
+    let all = sum_partials(partials, 3 * width);
+    let (dgamma, rest) = all.split_at(width);
+    let (dbeta, dbias) = rest.split_at(width);
+    (out, dbias.to_vec(), dgamma.to_vec(), dbeta.to_vec())
 }
 
 /// `Σ f(x_i)` in eight interleaved partial sums, which the compiler can keep in one vector register (a single
@@ -279,7 +260,7 @@ fn uninit_rows(
     out.spare_capacity_mut()[..len]
         .par_chunks_mut(width * ROWS_PER_TASK)
         .enumerate()
-        .for_each(|(chunk, block)| simd(|| fill(chunk * ROWS_PER_TASK, block)));
+        .for_each(|(chunk, block)| fill(chunk * ROWS_PER_TASK, block));
     // SAFETY: the chunks cover all `len` elements and `fill` writes each element of its chunk.
     unsafe { out.set_len(len) };
     out
@@ -392,7 +373,7 @@ mod tests {
     fn layer_norm_of_a_known_row() {
         // x = [1, 2, 3, 4]: mean 2.5, biased variance 1.25
         let mut x = vec![1.0f32, 2.0, 3.0, 4.0];
-        let (y, rstd) = layer_norm_forward(&mut x, &[2.0; 4], &[1.0; 4], 0.0);
+        let (y, rstd) = layer_norm_forward(&mut x, &[0.0; 4], &[2.0; 4], &[1.0; 4], 0.0);
         let r = 1.0 / 1.25f32.sqrt();
         assert!((rstd[0] - r).abs() < 1e-6);
         for (k, v) in y.iter().enumerate() {

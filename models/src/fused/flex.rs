@@ -10,7 +10,34 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::TensorMetadata;
 use burn::tensor::{Shape, TensorData};
 
+use super::matmul::{View, product};
 use super::{FusedKernels, FusedOps, SegmentsPrimitive, cpu};
+
+/// Products smaller than this many multiply-adds run on one thread (splitting them costs more than it saves).
+const PARALLEL_MATMUL: usize = 1 << 18;
+
+/// A row-major block given as (data, rows, columns, read transposed).
+type Block<'a> = (&'a [f32], usize, usize, bool);
+
+fn view(block: Block<'_>) -> View<'_, f32> {
+    let (data, rows, columns, transposed) = block;
+    let v = View::row_major(data, rows, columns);
+    if transposed { v.transposed() } else { v }
+}
+
+/// `a · b` of two row-major blocks, either read transposed.
+fn matmul(a: Block, b: Block) -> Vec<f32> {
+    let (a, b) = (view(a), view(b));
+    let parallel = a.rows * a.columns * b.columns >= PARALLEL_MATMUL;
+    product(a, b, parallel)
+}
+
+/// The shape of `t` with its last axis replaced.
+fn with_last(t: &FlexTensor, last: usize) -> Shape {
+    let mut dims = t.shape().to_vec();
+    *dims.last_mut().expect("a tensor with at least one axis") = last;
+    Shape::from(dims)
+}
 
 /// The tensor's elements in row-major order, borrowed when already laid out so.
 fn read(t: &FlexTensor) -> Cow<'_, [f32]> {
@@ -120,8 +147,24 @@ impl FusedOps for Flex {
         Self::bias_silu_forward(z, bias).0
     }
 
-    fn layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64) -> FlexTensor {
-        Self::layer_norm_forward(x, gamma, beta, epsilon).0
+    fn layer_norm(
+        x: FlexTensor,
+        bias: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        Self::layer_norm_forward(x, bias, gamma, beta, epsilon).0
+    }
+
+    fn linear(x: FlexTensor, w: FlexTensor) -> FlexTensor {
+        let [inputs, outputs] = w.shape().dims::<2>();
+        let rows = x.shape().num_elements() / inputs;
+        let out = matmul(
+            (&read(&x), rows, inputs, false),
+            (&read(&w), inputs, outputs, false),
+        );
+        tensor(out, with_last(&x, outputs))
     }
 }
 
@@ -164,6 +207,7 @@ impl FusedKernels for Flex {
 
     fn layer_norm_forward(
         x: FlexTensor,
+        bias: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
         epsilon: f64,
@@ -173,6 +217,7 @@ impl FusedKernels for Flex {
         let mut xhat = writable(x);
         let (y, rstd) = cpu::layer_norm_forward(
             xhat.storage_mut::<f32>(),
+            &read(&bias),
             &read(&gamma),
             &read(&beta),
             epsilon as f32,
@@ -185,14 +230,35 @@ impl FusedKernels for Flex {
         rstd: FlexTensor,
         gamma: FlexTensor,
         grad: FlexTensor,
-    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+    ) -> [FlexTensor; 4] {
         let (shape, width) = (xhat.shape(), width(&xhat));
-        let (dx, dgamma, dbeta) =
+        let (dx, dbias, dgamma, dbeta) =
             cpu::layer_norm_backward(&read(&xhat), &read(&rstd), &read(&gamma), &read(&grad));
-        (
+        [
             tensor(dx, shape),
+            tensor(dbias, [width]),
             tensor(dgamma, [width]),
             tensor(dbeta, [width]),
-        )
+        ]
+    }
+
+    fn linear_grad_input(grad: FlexTensor, w: FlexTensor) -> FlexTensor {
+        let [inputs, outputs] = w.shape().dims::<2>();
+        let rows = grad.shape().num_elements() / outputs;
+        let out = matmul(
+            (&read(&grad), rows, outputs, false),
+            (&read(&w), inputs, outputs, true),
+        );
+        tensor(out, with_last(&grad, inputs))
+    }
+
+    fn linear_grad_weight(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (inputs, outputs) = (width(&x), width(&grad));
+        let rows = x.shape().num_elements() / inputs;
+        let out = matmul(
+            (&read(&x), rows, inputs, true),
+            (&read(&grad), rows, outputs, false),
+        );
+        tensor(out, [inputs, outputs])
     }
 }

@@ -13,6 +13,7 @@
 mod autodiff;
 mod cpu;
 mod flex;
+pub mod matmul;
 pub mod reference;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,13 +135,18 @@ pub trait FusedOps: Backend {
     /// z: [..., width], bias: [width] -> silu(z + bias)
     fn bias_silu(z: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// x: [..., width], gamma, beta: [width] -> LayerNorm over the last axis.
+    /// x: [..., width], bias, gamma, beta: [width] -> LayerNorm of `x + bias` over the last axis (the bias is
+    /// the preceding linear layer's, added here to save a pass).
     fn layer_norm(
         x: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self>;
+
+    /// x: [..., in], w: [in, out] -> x·w over the last axis: [..., out].
+    fn linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// The inner-backend pieces the autodiff implementation needs for its backward passes.
@@ -174,17 +180,22 @@ pub trait FusedKernels: FusedOps {
     /// -> (y, x̂ [..., width], rstd [rows])
     fn layer_norm_forward(
         x: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-    /// (x̂, rstd, gamma, ∂L/∂y) -> (∂L/∂x, ∂L/∂gamma, ∂L/∂beta)
+    /// (x̂, rstd, gamma, ∂L/∂y) -> [∂L/∂x, ∂L/∂bias, ∂L/∂gamma, ∂L/∂beta]
     fn layer_norm_backward(
         xhat: FloatTensor<Self>,
         rstd: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    ) -> [FloatTensor<Self>; 4];
+    /// (∂L/∂y [..., out], w [in, out]) -> ∂L/∂x = ∂L/∂y·wᵀ: [..., in]
+    fn linear_grad_input(grad: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// (x [..., in], ∂L/∂y [..., out]) -> ∂L/∂w = xᵀ·∂L/∂y summed over all leading axes: [in, out]
+    fn linear_grad_weight(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// Whether the kernels apply to these tensors: all on a flex device (with or without autodiff), all f32.
@@ -245,21 +256,36 @@ pub fn bias_silu<const D: usize>(z: Tensor<D>, bias: Tensor<1>) -> Tensor<D> {
     ))
 }
 
-/// LayerNorm over the last axis (biased variance). x: [..., width], gamma, beta: [width]
+/// LayerNorm of `x + bias` over the last axis (biased variance). x: [..., width], bias, gamma, beta: [width]
 pub fn layer_norm<const D: usize>(
     x: Tensor<D>,
+    bias: Tensor<1>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
     epsilon: f64,
 ) -> Tensor<D> {
-    if !applies(&x.device(), &[x.dtype(), gamma.dtype(), beta.dtype()]) {
-        return reference::layer_norm(x, gamma, beta, epsilon);
+    let dtypes = [x.dtype(), bias.dtype(), gamma.dtype(), beta.dtype()];
+    if !applies(&x.device(), &dtypes) {
+        return reference::layer_norm(x, bias, gamma, beta, epsilon);
     }
     Tensor::from_dispatch(<Dispatch as FusedOps>::layer_norm(
         x.into_dispatch(),
+        bias.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
         epsilon,
+    ))
+}
+
+/// `x·w` over the last axis, through gemm with an unzeroed output and transposes as strides in the backward.
+/// x: [..., in], w: [in, out] -> [..., out]
+pub fn linear<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+    if !applies(&x.device(), &[x.dtype(), w.dtype()]) {
+        return reference::linear(x, w);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedOps>::linear(
+        x.into_dispatch(),
+        w.into_dispatch(),
     ))
 }
 
@@ -388,21 +414,33 @@ mod tests {
         );
         let gamma = random([6], &device).reshape([1, 1, 6]);
         let beta = random([6], &device).reshape([1, 1, 6]);
-        let ln = |f: fn(Tensor<3>, Tensor<1>, Tensor<1>, f64) -> Tensor<3>| {
+        let pre_bias = random([6], &device).reshape([1, 1, 6]);
+        let ln = |f: fn(Tensor<3>, Tensor<1>, Tensor<1>, Tensor<1>, f64) -> Tensor<3>| {
             move |t: Vec<Tensor<3>>| {
-                f(
-                    t[0].clone(),
-                    t[1].clone().reshape([6]),
-                    t[2].clone().reshape([6]),
-                    1e-5,
-                )
+                let vector = |k: usize| t[k].clone().reshape([6]);
+                f(t[0].clone(), vector(1), vector(2), vector(3), 1e-5)
             }
         };
         compare(
             "layer_norm",
-            &[z, gamma, beta],
+            &[z, pre_bias, gamma, beta],
             ln(layer_norm),
             ln(reference::layer_norm),
+        );
+    }
+
+    #[test]
+    fn linear_matches_the_reference_with_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(4);
+        let x = random([2, 9, 5], &device);
+        // the weight travels as [1, 5, 3] so that one `compare` handles both inputs
+        let w = random([1, 5, 3], &device);
+        compare(
+            "linear",
+            &[x, w],
+            |t| linear(t[0].clone(), t[1].clone().reshape([5, 3])),
+            |t| reference::linear(t[0].clone(), t[1].clone().reshape([5, 3])),
         );
     }
 

@@ -39,14 +39,21 @@ pub fn bias_silu<const D: usize>(z: Tensor<D>, bias: Tensor<1>) -> Tensor<D> {
     silu(z + bias.unsqueeze::<D>())
 }
 
-/// LayerNorm over the last axis with biased variance, as burn's `LayerNorm` module computes it.
+/// LayerNorm of `x + bias` over the last axis with biased variance, as burn's `LayerNorm` module computes it.
 pub fn layer_norm<const D: usize>(
     x: Tensor<D>,
+    bias: Tensor<1>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
     epsilon: f64,
 ) -> Tensor<D> {
+    let x = x + bias.unsqueeze::<D>();
     let (var, mean) = x.clone().var_mean_bias(D - 1);
     let xhat = (x - mean) / (var + epsilon).sqrt();
     xhat * gamma.unsqueeze::<D>() + beta.unsqueeze::<D>()
+}
+
+/// x: [..., in], w: [in, out] -> x·w
+pub fn linear<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+    x.matmul(w.unsqueeze::<D>())
 }
