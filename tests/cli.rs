@@ -274,6 +274,45 @@ fn resumed_run_equals_uninterrupted_run() {
 }
 
 #[test]
+fn fused_kernels_train_like_the_plain_reference() {
+    // 20 updates with the rollout curriculum (1, 2, then 3 steps), once with the fused CPU kernels and once
+    // with burn's own ops: the loss curves must agree to 1e-4 (relative).
+    let edit = |c: &str| {
+        c.replace("steps = 12", "steps = 20")
+            .replace("rollout_start = 6", "rollout_start = 8")
+            .replace("rollout_every = 3", "rollout_every = 6")
+            .replace("lead_steps = 2", "lead_steps = 3")
+    };
+    let fused = Workspace::new(edit);
+    fused.ok(&["train", "--config", "tiny.toml", "--out", "run"]);
+    let plain = Workspace::new(edit);
+    plain.ok(&[
+        "--kernels",
+        "plain",
+        "train",
+        "--config",
+        "tiny.toml",
+        "--out",
+        "run",
+    ]);
+    let losses = |ws: &Workspace| -> Vec<f64> {
+        csv_rows(&ws.path("run/metrics.csv"))
+            .iter()
+            .map(|r| r[4].parse().unwrap())
+            .collect()
+    };
+    let (a, b) = (losses(&fused), losses(&plain));
+    assert_eq!(a.len(), 20);
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-4 * y.abs(),
+            "step {}: fused loss {x} vs plain {y}",
+            step + 1
+        );
+    }
+}
+
+#[test]
 fn training_loss_falls_on_the_built_in_data() {
     let ws = Workspace::new(|c| {
         c.replace("steps = 12", "steps = 60")

@@ -6,6 +6,7 @@
 #   CASES="4 128 8 5" bench/peers/compare.sh     # "R D L S" per case, cases separated by commas
 #   FORMS="plain factored" bench/peers/compare.sh   # also time the peers with the factored first edge layer
 #   WAIT_IDLE=90 bench/peers/compare.sh          # before each run, wait (up to 10 min) for >= 90 % idle CPU
+#   PLAIN=1 bench/peers/compare.sh               # also time weatherlens with burn's own ops (--kernels plain)
 #
 # Every run is a separate process, so each peak RSS is that run's own. The load average before each run is
 # printed with the CPU's idle share over the second before it: other processes slow every framework alike only
@@ -57,6 +58,12 @@ for case in "${case_list[@]}"; do
   echo "   weatherlens (load $load)" >&2
   record weatherlens "$load" "$("$bin" -q bench processor --mesh-level "$level" --latent "$latent" \
     --layers "$layers" --steps "$steps" --json)"
+  if [ -n "${PLAIN:-}" ]; then
+    load="$(load_now)"
+    echo "   weatherlens, plain burn ops (load $load)" >&2
+    record weatherlens-plain "$load" "$("$bin" -q --kernels plain bench processor --mesh-level "$level" \
+      --latent "$latent" --layers "$layers" --steps "$steps" --json)"
+  fi
   for form in $forms; do
     for peer in torch jax; do
       load="$(load_now)"

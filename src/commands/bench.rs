@@ -214,11 +214,12 @@ pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
             }
             println!(
                 "processor train step, {kind:?} R{mesh_level} D{latent} L{layers} ({} nodes, {} edges) on {} \
-                 ({} threads): {:.1} ms/step (median of {}), {:.1} GFLOP/s, peak RSS {}",
+                 ({} threads, {} kernels): {:.1} ms/step (median of {}), {:.1} GFLOP/s, peak RSS {}",
                 result.nodes,
                 result.edges,
                 result.backend,
                 result.threads,
+                result.kernels,
                 result.ms_per_step,
                 result.steps,
                 result.gflops,
@@ -261,7 +262,8 @@ pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
                 return super::print_json(&r);
             }
             println!(
-                "model {:?} R{} D{} L{} ({} parameters) on a {}x{} grid, {} channels, batch {}, on {} ({} threads)",
+                "model {:?} R{} D{} L{} ({} parameters) on a {}x{} grid, {} channels, batch {}, on {} ({} threads, \
+                 {} kernels)",
                 r.model.processor,
                 r.model.mesh_level,
                 r.model.latent_size,
@@ -272,7 +274,8 @@ pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
                 r.channels,
                 r.batch_size,
                 r.backend,
-                r.threads
+                r.threads,
+                r.kernels
             );
             println!(
                 "  graph: {} mesh nodes, {} mesh edges, {} grid2mesh edges, {} mesh2grid edges, built in {:.1} ms",

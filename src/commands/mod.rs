@@ -25,6 +25,10 @@ pub struct Cli {
     /// Compute backend.
     #[arg(long, global = true, value_enum, default_value_t = DeviceKind::Flex)]
     pub device: DeviceKind,
+    /// `plain` runs the model with burn's own ops (the reference implementation) instead of the fused CPU
+    /// kernels; results agree to float round-off (benchmarks and checks).
+    #[arg(long, global = true, value_enum, default_value_t = Kernels::Fused)]
+    pub kernels: Kernels,
     /// More log output (-v info is the default; -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -33,6 +37,13 @@ pub struct Cli {
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Which implementation of the message-passing step the model runs ([`weatherlens_models::fused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kernels {
+    Fused,
+    Plain,
 }
 
 impl Cli {
@@ -76,6 +87,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     let device = cli.device.device()?;
     let quiet = cli.quiet;
+    weatherlens_models::fused::set_enabled(cli.kernels == Kernels::Fused);
     match cli.command {
         Command::Demo(args) => demo::run(args, &device, quiet),
         Command::Summary(args) => summary::run(args, &device),

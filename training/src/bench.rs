@@ -78,8 +78,19 @@ pub struct StepBenchmark {
     pub kind: ProcessorKind,
     /// Rayon worker threads (burn-flex runs its kernels on rayon's global pool).
     pub threads: usize,
+    /// `fused` (the fused CPU kernels, the default) or `plain` (burn's own ops, `--kernels plain`).
+    pub kernels: String,
     /// Every timed step, in milliseconds, in order.
     pub step_ms: Vec<f64>,
+}
+
+/// Which implementation the model runs: `fused` kernels or `plain` burn ops ([`weatherlens_models::fused`]).
+pub fn kernels_name() -> &'static str {
+    if weatherlens_models::fused::enabled() {
+        "fused"
+    } else {
+        "plain"
+    }
 }
 
 /// The processor-only train step: multimesh of `mesh_level`, random node latents x [N, D], edge latents
@@ -153,6 +164,7 @@ pub fn processor_step(
         layers,
         kind,
         threads: rayon::current_num_threads(),
+        kernels: kernels_name().into(),
         step_ms,
     })
 }
@@ -257,6 +269,8 @@ pub struct ModelBenchmark {
     pub peak_rss_mib: Option<f64>,
     pub steps: usize,
     pub threads: usize,
+    /// `fused` or `plain` (see [`kernels_name`]).
+    pub kernels: String,
 }
 
 /// The grid and channel count of the data `config` names, without reading any field: the built-in
@@ -411,6 +425,7 @@ pub fn model_step(
         peak_rss_mib: peak_rss_mib(),
         steps: options.steps,
         threads: rayon::current_num_threads(),
+        kernels: kernels_name().into(),
     })
 }
 
