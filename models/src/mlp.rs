@@ -64,7 +64,11 @@ impl Mlp {
         if !fused::enabled() {
             return self.forward_reference(x);
         }
-        let x = if self.pre_norm { self.normalise(x, None) } else { x };
+        let x = if self.pre_norm {
+            self.normalise(x, None)
+        } else {
+            x
+        };
         let h = fused::linear(x, self.hidden.weight.val());
         let h = match &self.hidden.bias {
             Some(bias) => fused::bias_silu(h, bias.val()),
@@ -133,7 +137,10 @@ impl Mlp {
     }
 
     /// `silu(Σ_j term_j[index_j] + bias)` for any mix of gathered and dense terms.
-    fn sum_bias_silu(terms: Vec<(Tensor<3>, Option<&Segments>)>, bias: Option<Tensor<1>>) -> Tensor<3> {
+    fn sum_bias_silu(
+        terms: Vec<(Tensor<3>, Option<&Segments>)>,
+        bias: Option<Tensor<1>>,
+    ) -> Tensor<3> {
         let h = terms
             .into_iter()
             .map(|(term, index)| match index {

@@ -1226,9 +1226,10 @@ mod tests {
         let coupled = move |x: Tensor<3>| {
             let messages = x
                 .clone()
-                .select(1, edges.senders.clone())
+                .select(1, edges.senders.index.clone())
                 .matmul(other.clone().unsqueeze::<3>());
-            (x.matmul(own.clone().unsqueeze::<3>()) + edges.sum_into_receivers(messages)).tanh()
+            let incoming = edges.sum_into_receivers(messages.clone(), messages.zeros_like());
+            (x.matmul(own.clone().unsqueeze::<3>()) + incoming).tanh()
         };
         let x = state(mesh.num_nodes(), latent, 13, &device);
         let options = RangeOptions {

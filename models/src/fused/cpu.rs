@@ -103,20 +103,20 @@ pub fn bias_silu_backward(u: &[f32], grad: &[f32], width: usize) -> (Vec<f32>, V
         .zip(grad.par_chunks(width * ROWS_PER_TASK))
         .zip(u.par_chunks(width * ROWS_PER_TASK))
         .map(|((out, g), u)| {
-                let mut bias = vec![0.0f32; width];
-                for ((out, g), u) in out
-                    .chunks_exact_mut(width)
-                    .zip(g.chunks_exact(width))
-                    .zip(u.chunks_exact(width))
-                {
-                    for (((o, g), u), acc) in out.iter_mut().zip(g).zip(u).zip(bias.iter_mut()) {
-                        let s = sigmoid(*u);
-                        let du = g * s * (1.0 + u * (1.0 - s));
-                        o.write(du);
-                        *acc += du;
-                    }
+            let mut bias = vec![0.0f32; width];
+            for ((out, g), u) in out
+                .chunks_exact_mut(width)
+                .zip(g.chunks_exact(width))
+                .zip(u.chunks_exact(width))
+            {
+                for (((o, g), u), acc) in out.iter_mut().zip(g).zip(u).zip(bias.iter_mut()) {
+                    let s = sigmoid(*u);
+                    let du = g * s * (1.0 + u * (1.0 - s));
+                    o.write(du);
+                    *acc += du;
                 }
-                bias
+            }
+            bias
         })
         .collect();
     // SAFETY: the chunks above cover all `len` elements and write every one.
@@ -141,20 +141,20 @@ pub fn layer_norm_forward(
         .zip(y.spare_capacity_mut()[..len].par_chunks_mut(width * ROWS_PER_TASK))
         .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
         .for_each(|((x, y), rstd)| {
-                for ((x, y), r) in x
-                    .chunks_exact_mut(width)
-                    .zip(y.chunks_exact_mut(width))
-                    .zip(rstd.iter_mut())
-                {
-                    x.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
-                    let mean = lane_sum(x, |v| v) / width as f32;
-                    let var = lane_sum(x, |v| (v - mean) * (v - mean)) / width as f32;
-                    *r = 1.0 / (var + epsilon).sqrt();
-                    for (((x, y), g), b) in x.iter_mut().zip(y.iter_mut()).zip(gamma).zip(beta) {
-                        *x = (*x - mean) * *r;
-                        y.write(*x * g + b);
-                    }
+            for ((x, y), r) in x
+                .chunks_exact_mut(width)
+                .zip(y.chunks_exact_mut(width))
+                .zip(rstd.iter_mut())
+            {
+                x.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+                let mean = lane_sum(x, |v| v) / width as f32;
+                let var = lane_sum(x, |v| (v - mean) * (v - mean)) / width as f32;
+                *r = 1.0 / (var + epsilon).sqrt();
+                for (((x, y), g), b) in x.iter_mut().zip(y.iter_mut()).zip(gamma).zip(beta) {
+                    *x = (*x - mean) * *r;
+                    y.write(*x * g + b);
                 }
+            }
         });
     // SAFETY: the chunks above cover all `len` elements and write every one.
     unsafe { y.set_len(len) };
@@ -178,37 +178,38 @@ pub fn layer_norm_backward(
         .zip(xhat.par_chunks(width * ROWS_PER_TASK))
         .zip(rstd.par_chunks(ROWS_PER_TASK))
         .map(|(((out, g), xhat), rstd)| {
-                // [gamma gradient | beta gradient | bias gradient] of this chunk
-                let mut acc = vec![0.0f32; 3 * width];
-                let mut ghat = vec![0.0f32; width];
-                for (((out, g), xhat), r) in out
-                    .chunks_exact_mut(width)
-                    .zip(g.chunks_exact(width))
-                    .zip(xhat.chunks_exact(width))
-                    .zip(rstd)
+            // [gamma gradient | beta gradient | bias gradient] of this chunk
+            let mut acc = vec![0.0f32; 3 * width];
+            let mut ghat = vec![0.0f32; width];
+            for (((out, g), xhat), r) in out
+                .chunks_exact_mut(width)
+                .zip(g.chunks_exact(width))
+                .zip(xhat.chunks_exact(width))
+                .zip(rstd)
+            {
+                let (dgamma, rest) = acc.split_at_mut(width);
+                let (dbeta, dbias) = rest.split_at_mut(width);
+                for ((((gh, g), x), gm), (dg, db)) in ghat
+                    .iter_mut()
+                    .zip(g)
+                    .zip(xhat)
+                    .zip(gamma)
+                    .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
                 {
-                    let (dgamma, rest) = acc.split_at_mut(width);
-                    let (dbeta, dbias) = rest.split_at_mut(width);
-                    for ((((gh, g), x), gm), (dg, db)) in ghat
-                        .iter_mut()
-                        .zip(g)
-                        .zip(xhat)
-                        .zip(gamma)
-                        .zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
-                    {
-                        *gh = g * gm;
-                        *dg += g * x;
-                        *db += g;
-                    }
-                    let mean_g = lane_sum(&ghat, |v| v) / width as f32;
-                    let mean_gx = lane_dot(&ghat, xhat) / width as f32;
-                    for (((o, gh), x), db) in out.iter_mut().zip(&ghat).zip(xhat).zip(dbias.iter_mut()) {
-                        let dx = r * (gh - mean_g - x * mean_gx);
-                        o.write(dx);
-                        *db += dx;
-                    }
+                    *gh = g * gm;
+                    *dg += g * x;
+                    *db += g;
                 }
-                acc
+                let mean_g = lane_sum(&ghat, |v| v) / width as f32;
+                let mean_gx = lane_dot(&ghat, xhat) / width as f32;
+                for (((o, gh), x), db) in out.iter_mut().zip(&ghat).zip(xhat).zip(dbias.iter_mut())
+                {
+                    let dx = r * (gh - mean_g - x * mean_gx);
+                    o.write(dx);
+                    *db += dx;
+                }
+            }
+            acc
         })
         .collect();
     // SAFETY: the chunks above cover all `len` elements and write every one.
@@ -239,7 +240,12 @@ fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for ((acc, x), y) in acc.iter_mut().zip(x).zip(y) {
             *acc += x * y;
@@ -284,10 +290,12 @@ fn fill_row(row: &mut [MaybeUninit<f32>], value: f32) -> &mut [f32] {
 
 /// Sums per-chunk partial vectors in chunk order (deterministic).
 fn sum_partials(partials: Vec<Vec<f32>>, width: usize) -> Vec<f32> {
-    partials.into_iter().fold(vec![0.0f32; width], |mut acc, p| {
-        acc.iter_mut().zip(p).for_each(|(a, v)| *a += v);
-        acc
-    })
+    partials
+        .into_iter()
+        .fold(vec![0.0f32; width], |mut acc, p| {
+            acc.iter_mut().zip(p).for_each(|(a, v)| *a += v);
+            acc
+        })
 }
 
 /// The logistic function through [`exp`].
@@ -341,7 +349,9 @@ mod tests {
     #[test]
     fn gather_segment_sum_and_gathered_silu_by_hand() {
         // batch 2, source rows 3, width 2; index picks rows 2, 0, 2
-        let source = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0];
+        let source = [
+            1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0,
+        ];
         let picked = Gathered {
             source: &source,
             index: &[2, 0, 2],
@@ -349,14 +359,18 @@ mod tests {
         };
         assert_eq!(
             gather(picked, 2),
-            [5.0, 6.0, 1.0, 2.0, 5.0, 6.0, 50.0, 60.0, 10.0, 20.0, 50.0, 60.0]
+            [
+                5.0, 6.0, 1.0, 2.0, 5.0, 6.0, 50.0, 60.0, 10.0, 20.0, 50.0, 60.0
+            ]
         );
         // u = 1 + picked + picked + bias (0.5, -0.5)
         let mut u = vec![1.0f32; 12];
         let y = bias_silu_forward(&mut u, &[0.5, -0.5], &[picked, picked]);
         assert_eq!(
             u,
-            [11.5, 12.5, 3.5, 4.5, 11.5, 12.5, 101.5, 120.5, 21.5, 40.5, 101.5, 120.5]
+            [
+                11.5, 12.5, 3.5, 4.5, 11.5, 12.5, 101.5, 120.5, 21.5, 40.5, 101.5, 120.5
+            ]
         );
         for (y, u) in y.iter().zip(&u) {
             assert!((y - u / (1.0 + (-u).exp())).abs() < 1e-5);
@@ -365,7 +379,9 @@ mod tests {
         let sums = segment_sum(&[&source, &source], &[1, 0, 2], &[0, 1, 1, 3], 3, 2);
         assert_eq!(
             sums,
-            [6.0, 8.0, 0.0, 0.0, 12.0, 16.0, 60.0, 80.0, 0.0, 0.0, 120.0, 160.0]
+            [
+                6.0, 8.0, 0.0, 0.0, 12.0, 16.0, 60.0, 80.0, 0.0, 0.0, 120.0, 160.0
+            ]
         );
     }
 

@@ -6,8 +6,8 @@
 use std::borrow::Cow;
 
 use burn::backend::Flex;
-use burn::backend::flex::FlexTensor;
 use burn::backend::TensorMetadata;
+use burn::backend::flex::FlexTensor;
 use burn::tensor::{Shape, TensorData};
 
 use super::matmul::{View, product};
@@ -43,7 +43,12 @@ fn with_last(t: &FlexTensor, last: usize) -> Shape {
 fn read(t: &FlexTensor) -> Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(values) => Cow::Borrowed(values),
-        None => Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous").to_vec()),
+        None => Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("contiguous")
+                .to_vec(),
+        ),
     }
 }
 
@@ -136,7 +141,8 @@ impl FusedOps for Flex {
         receiver_rows: SegmentsPrimitive<Self>,
         bias: FlexTensor,
     ) -> FlexTensor {
-        Self::gathered_bias_silu_forward(base, senders, sender_rows, receivers, receiver_rows, bias).0
+        Self::gathered_bias_silu_forward(base, senders, sender_rows, receivers, receiver_rows, bias)
+            .0
     }
 
     fn segment_sum(a: FlexTensor, b: FlexTensor, segments: SegmentsPrimitive<Self>) -> FlexTensor {

@@ -201,7 +201,10 @@ pub trait FusedKernels: FusedOps {
 /// Whether the kernels apply to these tensors: all on a flex device (with or without autodiff), all f32.
 fn applies(device: &Device, dtypes: &[DType]) -> bool {
     dtypes.iter().all(|&d| d == DType::F32)
-        && matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
+        && matches!(
+            device.clone().inner().as_dispatch(),
+            DispatchDevice::Flex(_)
+        )
 }
 
 /// `silu(base + senders[:, sender_rows] + receivers[:, receiver_rows] + bias)`: an edge MLP's hidden layer
@@ -214,7 +217,12 @@ pub fn gathered_bias_silu(
     (receivers, receiver_rows): (Tensor<3>, &Segments),
     bias: Tensor<1>,
 ) -> Tensor<3> {
-    let dtypes = [base.dtype(), senders.dtype(), receivers.dtype(), bias.dtype()];
+    let dtypes = [
+        base.dtype(),
+        senders.dtype(),
+        receivers.dtype(),
+        bias.dtype(),
+    ];
     if !applies(&base.device(), &dtypes) {
         return reference::gathered_bias_silu(
             base,
@@ -326,7 +334,9 @@ mod tests {
         let grads = (y.clone() * w).sum().backward();
         let mut out = vec![values(y)];
         for leaf in &leaves {
-            out.push(values(leaf.grad(&grads).expect("every input has a gradient")));
+            out.push(values(
+                leaf.grad(&grads).expect("every input has a gradient"),
+            ));
         }
         out
     }
@@ -340,7 +350,11 @@ mod tests {
         let a = output_and_grads(inputs, fused);
         let b = output_and_grads(inputs, reference);
         for (k, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert_close(x, y, &format!("{what} (0 = output, k = grad of input k): {k}"));
+            assert_close(
+                x,
+                y,
+                &format!("{what} (0 = output, k = grad of input k): {k}"),
+            );
         }
     }
 

@@ -26,12 +26,7 @@ pub fn segment_sum(values: Tensor<3>, segments: &Segments) -> Tensor<3> {
     let [batch, _, width] = values.dims();
     Tensor::<3>::zeros([batch, segments.count(), width], &values.device())
         .cast(values.dtype())
-        .select_assign(
-        1,
-        segments.index.clone(),
-        values,
-        IndexingUpdateOp::Add,
-    )
+        .select_assign(1, segments.index.clone(), values, IndexingUpdateOp::Add)
 }
 
 /// z: [..., width], bias: [width] -> silu(z + bias)
