@@ -25,13 +25,13 @@ pub struct GraphTensors {
     pub mesh2grid: EdgeIndex,
     /// mesh2grid_edge_features: [mesh2grid_edges, 4]
     pub mesh2grid_edge_features: Tensor<2>,
-    /// attention_mask: [mesh_nodes, mesh_nodes], true = blocked; only for neighbourhood attention.
-    pub attention_mask: Option<Tensor<2, Bool>>,
+    /// Neighbourhood attention's edges: the mesh edges plus a self loop per node; only for that processor.
+    pub attention_edges: Option<EdgeIndex>,
 }
 
 impl GraphTensors {
-    /// Upload `graph` to `device`. `attention` = `Some(Neighbours)` builds the dense neighbourhood mask
-    /// (mesh_nodes² booleans: fine up to R = 4).
+    /// Upload `graph` to `device`. `attention` = `Some(Neighbours)` adds the edges neighbourhood attention
+    /// runs over.
     pub fn new(graph: &ModelGraph, attention: Option<AttentionScope>, device: &Device) -> Self {
         let grid_points = graph.num_grid_points();
         let mesh_nodes = graph.num_mesh_nodes();
@@ -39,18 +39,19 @@ impl GraphTensors {
         let matrix = |values: &[f32], rows: usize, cols: usize| {
             Tensor::<2>::from_data(TensorData::new(values.to_vec(), [rows, cols]), device)
         };
-        let attention_mask = match attention {
+        let attention_edges = match attention {
             Some(AttentionScope::Neighbours) => {
-                let mut blocked = vec![true; mesh_nodes * mesh_nodes];
-                for (&s, &r) in mesh.senders().iter().zip(mesh.receivers()) {
-                    blocked[r as usize * mesh_nodes + s as usize] = false;
-                }
-                for n in 0..mesh_nodes {
-                    blocked[n * mesh_nodes + n] = false;
-                }
-                Some(Tensor::<2, Bool>::from_data(
-                    TensorData::new(blocked, [mesh_nodes, mesh_nodes]),
-                    device,
+                let self_loops = 0..mesh_nodes as u32;
+                let senders: Vec<u32> = mesh
+                    .senders()
+                    .iter()
+                    .copied()
+                    .chain(self_loops.clone())
+                    .collect();
+                let receivers: Vec<u32> =
+                    mesh.receivers().iter().copied().chain(self_loops).collect();
+                Some(EdgeIndex::new(
+                    &senders, &receivers, mesh_nodes, mesh_nodes, device,
                 ))
             }
             Some(AttentionScope::Global) | None => None,
@@ -84,14 +85,14 @@ impl GraphTensors {
                 device,
             ),
             mesh2grid_edge_features: matrix(m2g.features(), m2g.num_edges(), EDGE_FEATURES),
-            attention_mask,
+            attention_edges,
         }
     }
 
     pub fn mesh_context(&self) -> MeshContext<'_> {
         MeshContext {
             edges: &self.mesh,
-            attention_mask: self.attention_mask.as_ref(),
+            attention_edges: self.attention_edges.as_ref(),
         }
     }
 }

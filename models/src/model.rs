@@ -153,7 +153,7 @@ mod tests {
         config.attention = AttentionScope::Global;
         let graph = tiny_graph();
         let tensors = GraphTensors::new(&graph, Some(config.attention), &device);
-        assert!(tensors.attention_mask.is_none());
+        assert!(tensors.attention_edges.is_none());
         let model = WeatherModel::new(&config, 2, 1, &device);
         let input = Tensor::<3>::zeros([1, graph.num_grid_points(), 2], &device);
         assert_eq!(model.forward(&tensors, input, &Hooks::none()).dims()[2], 1);
@@ -231,7 +231,7 @@ mod tests {
         let edges = EdgeIndex::new(mesh.senders(), mesh.receivers(), nodes, nodes, &device);
         let context = MeshContext {
             edges: &edges,
-            attention_mask: None,
+            attention_edges: None,
         };
         let processor = Processor::new(&config, &device);
         let x = Tensor::<3>::random([1, nodes, 8], Distribution::Normal(0.0, 1.0), &device);

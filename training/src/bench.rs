@@ -127,7 +127,7 @@ pub fn processor_step(
     let mesh_edges = EdgeIndex::new(mesh.senders(), mesh.receivers(), nodes, nodes, &device);
     let context = MeshContext {
         edges: &mesh_edges,
-        attention_mask: None,
+        attention_edges: None,
     };
     let normal = Distribution::Normal(0.0, 1.0);
     let x = Tensor::<3>::random([1, nodes, latent_size], normal, &device);
