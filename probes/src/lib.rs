@@ -12,6 +12,7 @@ pub mod inputs;
 pub mod jacobian;
 pub mod layer_alignment;
 pub mod output;
+pub mod overhead;
 pub mod plot;
 pub mod record;
 pub mod report;

@@ -11,6 +11,7 @@ use weatherlens_models::config::ProcessorKind;
 use weatherlens_models::graph::bench_build;
 use weatherlens_models::grid::{LatLonGrid, LatitudeOrder, PoleRows};
 use weatherlens_probes::alignment::benchmark_alignment;
+use weatherlens_probes::overhead::recording_overhead;
 use weatherlens_training::atmosphere::bench::{benchmark_sht, benchmark_simulation};
 use weatherlens_training::bench::{self, LoaderBenchSize, ModelBenchOptions};
 use weatherlens_training::config::RunConfig;
@@ -143,6 +144,17 @@ enum BenchCommand {
         batch_size: usize,
         #[arg(long, default_value_t = 2)]
         lead_steps: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What recording costs: a config's inference forward with and without a probe recorder keeping X_i, v_i
+    /// and X_{i+1} of every processor layer at every mesh node.
+    Probe {
+        #[arg(long, default_value = "configs/demo.toml")]
+        config: PathBuf,
+        /// Timed forward passes of each kind, after one warm-up each.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
         #[arg(long)]
         json: bool,
     },
@@ -453,6 +465,34 @@ pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
                 loader.disk_samples_per_s,
                 loader.disk_mb_per_s,
                 loader.memory_samples_per_s
+            );
+            Ok(())
+        }
+        BenchCommand::Probe {
+            config,
+            steps,
+            json,
+        } => {
+            let run_config = RunConfig::load(&config)?;
+            let scratch =
+                tempfile::tempdir().context("creating a scratch folder for the recording")?;
+            let r = recording_overhead(&run_config, steps, scratch.path(), device)
+                .with_context(|| format!("timing the recording of {}", config.display()))?;
+            if json {
+                return super::print_json(&r);
+            }
+            println!(
+                "forward of {} (batch {}): {:.1} ms; recording {} hook points x {} nodes ({:.1} MB per pass): \
+                 {:.1} ms, overhead {:+.1} % (medians of {})",
+                config.display(),
+                r.batch_size,
+                r.forward_ms,
+                r.points,
+                r.mesh_nodes,
+                r.bytes_per_forward as f64 / 1e6,
+                r.recorded_forward_ms,
+                r.overhead_percent,
+                r.steps
             );
             Ok(())
         }

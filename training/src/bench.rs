@@ -545,7 +545,8 @@ fn time_loader(
     })
 }
 
-fn median(values: &mut [f64]) -> f64 {
+/// The median (NaN for no values); sorts `values`.
+pub fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
