@@ -5,6 +5,7 @@
 //! each batch is written straight to its place in the file: memory stays at one batch of the chosen nodes, not
 //! the whole run. The file is written under a temporary name and renamed when complete.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -103,6 +104,8 @@ pub struct RecordingMeta {
 pub struct ProbeRecorder {
     points: Vec<HookPoint>,
     node_index: Tensor<1, Int>,
+    /// Whether `node_index` is 0, 1, .., nodes − 1: then a tensor of exactly `nodes` rows is kept as it is.
+    all_nodes_in_order: bool,
     nodes: usize,
     latent: usize,
     samples: usize,
@@ -165,6 +168,10 @@ impl ProbeRecorder {
         Ok(Self {
             points,
             node_index: Tensor::from_data(TensorData::new(index, [nodes]), device),
+            all_nodes_in_order: node_indices
+                .iter()
+                .enumerate()
+                .all(|(k, &n)| n as usize == k),
             nodes,
             latent,
             samples,
@@ -229,15 +236,23 @@ impl ProbeRecorder {
                 ),
             });
         }
-        let kept = tensor.clone().select(1, self.node_index.clone());
-        let values = kept
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| RecordError::Invalid {
-                path: self.tmp_path.clone(),
-                reason: format!("{name}: {e:?}"),
-            })?;
+        // Every copy here is a pass over the recorded data, which is as large as the activations themselves:
+        // gather only when a subset of nodes is kept, convert only when the tensor is not f32 already.
+        let kept = if self.all_nodes_in_order && tensor.dims()[1] == self.nodes {
+            tensor.clone()
+        } else {
+            tensor.clone().select(1, self.node_index.clone())
+        };
+        let data = kept.into_data();
+        let data = if data.dtype() == burn::tensor::DType::F32 {
+            data
+        } else {
+            data.convert::<f32>()
+        };
+        let values = data.as_slice::<f32>().map_err(|e| RecordError::Invalid {
+            path: self.tmp_path.clone(),
+            reason: format!("{name}: {e:?}"),
+        })?;
         if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
             return Err(RecordError::NotFinite {
                 point: name,
@@ -246,10 +261,12 @@ impl ProbeRecorder {
         }
         let row_bytes = (self.nodes * self.latent * 4) as u64;
         let at = self.data_start + self.offsets[&name] + self.cursor.get() as u64 * row_bytes;
-        let mut bytes = Vec::with_capacity(values.len() * 4);
-        for v in values {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
+        // safetensors is little-endian: on such a host the values are the bytes.
+        let bytes: Cow<[u8]> = if cfg!(target_endian = "little") {
+            Cow::Borrowed(bytemuck::cast_slice(values))
+        } else {
+            Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        };
         let mut file = self.file.borrow_mut();
         file.seek(SeekFrom::Start(at))
             .and_then(|_| file.write_all(&bytes))
