@@ -87,10 +87,10 @@ impl AttentionBlock {
         let max = Tensor::<3>::full([batch, nodes, heads], f32::MIN, &plain.device())
             .select_assign(1, receivers.clone().inner(), plain, IndexingUpdateOp::Max);
         let weights = (scores - max.select(1, receivers.clone().inner())).exp();
-        let totals = edges.sum_into_receivers(weights.clone(), weights.zeros_like());
+        let totals = edges.sum_into_receivers(weights.clone());
         let weights = weights / totals.select(1, receivers.clone());
         let context = (per_head(v) * weights.unsqueeze_dim::<4>(3)).reshape([batch, count, latent]);
-        let context = edges.sum_into_receivers(context.clone(), context.zeros_like());
+        let context = edges.sum_into_receivers(context);
         mha.output.forward(context)
     }
 

@@ -1228,7 +1228,7 @@ mod tests {
                 .clone()
                 .select(1, edges.senders.index.clone())
                 .matmul(other.clone().unsqueeze::<3>());
-            let incoming = edges.sum_into_receivers(messages.clone(), messages.zeros_like());
+            let incoming = edges.sum_into_receivers(messages);
             (x.matmul(own.clone().unsqueeze::<3>()) + incoming).tanh()
         };
         let x = state(mesh.num_nodes(), latent, 13, &device);

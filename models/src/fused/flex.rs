@@ -32,6 +32,22 @@ fn matmul(a: Block, b: Block) -> Vec<f32> {
     product(a, b, parallel)
 }
 
+/// `x · w` over the last axis of x, or `x · wᵀ` with `transposed`; w: [in, out] -> [..., out] (or [..., in]).
+fn times_weight(x: &FlexTensor, w: &FlexTensor, transposed: bool) -> FlexTensor {
+    let [inputs, outputs] = w.shape().dims::<2>();
+    let (from, to) = if transposed {
+        (outputs, inputs)
+    } else {
+        (inputs, outputs)
+    };
+    let rows = x.shape().num_elements() / from;
+    let out = matmul(
+        (&read(x), rows, from, false),
+        (&read(w), inputs, outputs, transposed),
+    );
+    tensor(out, with_last(x, to))
+}
+
 /// The shape of `t` with its last axis replaced.
 fn with_last(t: &FlexTensor, last: usize) -> Shape {
     let mut dims = t.shape().to_vec();
@@ -164,13 +180,7 @@ impl FusedOps for Flex {
     }
 
     fn linear(x: FlexTensor, w: FlexTensor) -> FlexTensor {
-        let [inputs, outputs] = w.shape().dims::<2>();
-        let rows = x.shape().num_elements() / inputs;
-        let out = matmul(
-            (&read(&x), rows, inputs, false),
-            (&read(&w), inputs, outputs, false),
-        );
-        tensor(out, with_last(&x, outputs))
+        times_weight(&x, &w, false)
     }
 }
 
@@ -249,13 +259,7 @@ impl FusedKernels for Flex {
     }
 
     fn linear_grad_input(grad: FlexTensor, w: FlexTensor) -> FlexTensor {
-        let [inputs, outputs] = w.shape().dims::<2>();
-        let rows = grad.shape().num_elements() / outputs;
-        let out = matmul(
-            (&read(&grad), rows, outputs, false),
-            (&read(&w), inputs, outputs, true),
-        );
-        tensor(out, with_last(&grad, inputs))
+        times_weight(&grad, &w, true)
     }
 
     fn linear_grad_weight(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
