@@ -1,8 +1,10 @@
-//! `weatherlens`: the command line over the models, training and probes crates. Only argument parsing and
-//! wiring live here; every computation is a library call.
+//! `weatherlens`: the command line over the `weatherlens` library (its stages, study, reports and benchmarks).
+//! Only argument parsing and wiring live here; every computation is a library call.
 
 mod commands;
 mod device;
+
+use std::io::IsTerminal;
 
 use clap::Parser;
 
@@ -34,10 +36,27 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     if let Err(error) = commands::run(cli) {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", message(&error));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes in one line, each cause once: library errors already quote their source in their
+/// own message, so a cause whose text is already there is not repeated.
+fn message(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }

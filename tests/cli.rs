@@ -1,32 +1,42 @@
 //! End-to-end tests of the `weatherlens` binary on a tiny run of the built-in atmosphere (seconds each).
+//!
+//! The commands that work on a trained model share one run ([`shared`]: trained, evaluated and probed once);
+//! each has its own test. Tables are read by their header names.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 const TINY: &str = include_str!("configs/tiny.toml");
 
-/// A temporary working directory holding `tiny.toml` (its data folder is created on first use).
+/// A working directory holding `tiny.toml` (its data folder is created on first use).
 struct Workspace {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    /// Removes the directory at the end of a test; the shared run's lives in cargo's target tmp folder.
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl Workspace {
     fn new(config_edit: impl Fn(&str) -> String) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("tiny.toml"), config_edit(TINY)).unwrap();
-        Self { dir }
+        let temp = tempfile::tempdir().unwrap();
+        fs::write(temp.path().join("tiny.toml"), config_edit(TINY)).unwrap();
+        Self {
+            dir: temp.path().to_path_buf(),
+            _temp: Some(temp),
+        }
     }
 
     fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
+        self.dir.join(p)
     }
 
     fn run(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_weatherlens"))
             .args(args)
             .arg("-q")
-            .current_dir(self.dir.path())
+            .current_dir(&self.dir)
             .env("HDF5_USE_FILE_LOCKING", "FALSE")
             .output()
             .unwrap()
@@ -51,70 +61,131 @@ impl Workspace {
         assert!(!stderr.contains("panicked"), "{stderr}");
         stderr
     }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
 }
 
-fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+/// The rows of a CSV file, each a map from header name to text.
+fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
     let mut reader = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
     reader
         .records()
-        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(str::to_string))
+                .collect()
+        })
         .collect()
 }
 
+fn number(row: &HashMap<String, String>, column: &str) -> f64 {
+    row[column].parse().unwrap()
+}
+
+/// One tiny run trained, evaluated and probed once for all the tests below (in cargo's target tmp folder).
+fn shared() -> &'static Workspace {
+    static RUN: OnceLock<Workspace> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-shared-run");
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("tiny.toml"), TINY).unwrap();
+        let ws = Workspace { dir, _temp: None };
+        ws.ok(&["train", "--config", "tiny.toml", "--out", "run"]);
+        ws.ok(&["evaluate", "--checkpoint", "run"]);
+        ws.ok(&[
+            "probe",
+            "--checkpoint",
+            "run",
+            "--samples",
+            "3",
+            "--every-hours",
+            "6",
+        ]);
+        ws
+    })
+}
+
 #[test]
-fn train_evaluate_probe_analyze_compare() {
-    let ws = Workspace::new(str::to_string);
-    ws.ok(&["train", "--config", "tiny.toml", "--out", "run"]);
+fn train_writes_a_row_per_update_validation_and_the_last_checkpoints() {
+    let ws = shared();
     let metrics = csv_rows(&ws.path("run/metrics.csv"));
     assert_eq!(metrics.len(), 12, "one row per update");
-    let val: Vec<f64> = metrics
+    let steps: Vec<f64> = metrics.iter().map(|r| number(r, "step")).collect();
+    assert_eq!(steps, (1..=12).map(f64::from).collect::<Vec<_>>());
+    let validated: Vec<f64> = metrics
         .iter()
-        .filter(|r| !r[5].is_empty())
-        .map(|r| r[5].parse().unwrap())
+        .filter(|r| !r["val_loss"].is_empty())
+        .map(|r| number(r, "step"))
         .collect();
-    assert_eq!(val.len(), 3, "validation at steps 4, 8, 12");
+    assert_eq!(validated, [4.0, 8.0, 12.0], "validation every 4 steps");
     assert!(
         ws.path("run/checkpoint-00000012/model.safetensors")
             .is_file()
     );
+    assert!(ws.path("run/checkpoint-00000008/run.json").is_file());
     assert!(
         !ws.path("run/checkpoint-00000004").exists(),
         "keep_last = 2"
     );
+}
 
-    ws.ok(&["evaluate", "--checkpoint", "run"]);
+#[test]
+fn evaluate_scores_every_forecaster_and_keeps_every_case() {
+    let ws = shared();
     let scorecard = csv_rows(&ws.path("run/evaluation/scorecard.csv"));
     // 4 forecasters (tiny, persistence, climatology, physics) x 4 channels x 4 leads (6..24 h).
     assert_eq!(scorecard.len(), 4 * 4 * 4);
     let models: std::collections::BTreeSet<&str> =
-        scorecard.iter().map(|r| r[0].as_str()).collect();
+        scorecard.iter().map(|r| r["model"].as_str()).collect();
     assert_eq!(
         models.into_iter().collect::<Vec<_>>(),
         ["climatology", "persistence", "physics", "tiny"]
     );
-    let cases: usize = scorecard[0][5].parse().unwrap();
+    let first = &scorecard[0];
+    let cases = number(first, "n_cases") as usize;
     let errors = csv_rows(&ws.path("run/evaluation/errors.csv"));
     assert_eq!(errors.len(), scorecard.len() * cases, "one row per case");
     // The mean RMSE in the scorecard is the mean of the per-case RMSEs in errors.csv.
-    let mean_of_cases: f64 = errors
+    let same = |r: &HashMap<String, String>| {
+        ["model", "variable", "lead_hours"]
+            .iter()
+            .all(|c| r[*c] == first[*c])
+    };
+    let per_case: Vec<f64> = errors
         .iter()
-        .filter(|r| r[0] == scorecard[0][0] && r[1] == scorecard[0][1] && r[2] == scorecard[0][2])
-        .map(|r| r[4].parse::<f64>().unwrap())
-        .sum::<f64>()
-        / cases as f64;
-    let scored: f64 = scorecard[0][3].parse().unwrap();
+        .filter(|r| same(r))
+        .map(|r| number(r, "rmse"))
+        .collect();
+    assert_eq!(per_case.len(), cases);
+    let mean_of_cases = per_case.iter().sum::<f64>() / cases as f64;
+    let scored = number(first, "rmse");
     assert!((mean_of_cases - scored).abs() < 1e-9 * scored.abs().max(1.0));
     assert!(ws.path("run/evaluation/rmse_z500.png").is_file());
-    let errors: serde_json::Value = serde_json::from_str(&ws.ok(&[
+}
+
+#[test]
+fn errors_correlates_the_cases_of_every_forecaster() {
+    let ws = shared();
+    let errors = ws.json(&[
         "errors",
         "run/evaluation/errors.csv",
         "--lead-hours",
         "24",
         "--out",
-        "run/error_correlation",
+        "error_correlation",
         "--json",
-    ]))
-    .unwrap();
+    ]);
     let r: Vec<f64> = errors["correlation"]
         .as_array()
         .unwrap()
@@ -124,18 +195,16 @@ fn train_evaluate_probe_analyze_compare() {
     assert_eq!(r.len(), 16, "4 forecasters");
     for i in 0..4 {
         assert!((r[i * 4 + i] - 1.0).abs() < 1e-12);
+        for j in 0..4 {
+            assert!((r[i * 4 + j] - r[j * 4 + i]).abs() < 1e-12, "symmetric");
+        }
     }
-    assert!(ws.path("run/error_correlation.png").is_file());
+    assert!(ws.path("error_correlation.png").is_file());
+}
 
-    ws.ok(&[
-        "probe",
-        "--checkpoint",
-        "run",
-        "--samples",
-        "3",
-        "--every-hours",
-        "6",
-    ]);
+#[test]
+fn probe_records_every_layer_at_every_node() {
+    let ws = shared();
     let meta: serde_json::Value =
         serde_json::from_slice(&fs::read(ws.path("run/probes/probes.json")).unwrap()).unwrap();
     assert_eq!(meta["layers"], serde_json::json!([0, 1, 2]));
@@ -144,18 +213,37 @@ fn train_evaluate_probe_analyze_compare() {
         42,
         "all nodes of mesh level 1"
     );
+    assert_eq!(meta["sample_times"].as_array().unwrap().len(), 3);
+}
 
-    let analysis: serde_json::Value =
-        serde_json::from_str(&ws.ok(&["analyze", "run", "--bootstrap", "20", "--json"])).unwrap();
+#[test]
+fn analyze_writes_one_row_per_layer() {
+    let ws = shared();
+    let analysis = ws.json(&[
+        "analyze",
+        "run",
+        "--bootstrap",
+        "20",
+        "--out",
+        "analysis-test",
+        "--json",
+    ]);
     assert_eq!(analysis["velocity"]["layers"].as_array().unwrap().len(), 3);
-    let velocity = csv_rows(&ws.path("run/analysis/velocity.csv"));
-    assert_eq!(velocity.len(), 3);
-    assert!(ws.path("run/analysis/centroid.csv").is_file());
-    assert!(ws.path("run/analysis/report.md").is_file());
+    let velocity = csv_rows(&ws.path("analysis-test/velocity.csv"));
+    let layers: Vec<f64> = velocity.iter().map(|r| number(r, "layer")).collect();
+    assert_eq!(layers, [0.0, 1.0, 2.0]);
+    assert!(velocity.iter().all(|r| number(r, "norm_mean") > 0.0));
+    let centroid = csv_rows(&ws.path("analysis-test/centroid.csv"));
+    assert_eq!(centroid.len(), 3);
+    assert!(ws.path("analysis-test/report.md").is_file());
+}
 
-    // Gradient-flow diagnostics: a level-1 GNN step reaches exactly its longest multimesh edge from the coarse
+#[test]
+fn jacobian_reaches_the_longest_edge_of_a_level_one_gnn() {
+    // A level-1 GNN step reaches exactly its longest multimesh edge (the level-0 edge, 63.43°) from the coarse
     // nodes, and its Jacobian asymmetry lies in [0, 2].
-    let jacobian: serde_json::Value = serde_json::from_str(&ws.ok(&[
+    let ws = shared();
+    let jacobian = ws.json(&[
         "jacobian",
         "--checkpoint",
         "run",
@@ -163,9 +251,10 @@ fn train_evaluate_probe_analyze_compare() {
         "0,2",
         "--receivers",
         "42",
+        "--out",
+        "jacobian-test",
         "--json",
-    ]))
-    .unwrap();
+    ]);
     let layers = jacobian["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 2);
     for layer in layers {
@@ -174,13 +263,17 @@ fn train_evaluate_probe_analyze_compare() {
         let reach = layer["range"]["reach_deg"].as_f64().unwrap();
         assert!((reach - 63.43).abs() < 0.01, "the level-0 edge: {reach}");
     }
-    let rows = csv_rows(&ws.path("run/jacobian/jacobian.csv"));
-    assert_eq!(rows.len(), 2);
-    assert!(!csv_rows(&ws.path("run/jacobian/influence.csv")).is_empty());
-    assert!(ws.path("run/jacobian/asymmetry.png").is_file());
+    let rows = csv_rows(&ws.path("jacobian-test/jacobian.csv"));
+    let layers: Vec<f64> = rows.iter().map(|r| number(r, "layer")).collect();
+    assert_eq!(layers, [0.0, 2.0], "real layer indices");
+    assert!(!csv_rows(&ws.path("jacobian-test/influence.csv")).is_empty());
+    assert!(ws.path("jacobian-test/asymmetry.png").is_file());
+}
 
-    // A representation compared with itself is perfectly aligned.
-    let compared: serde_json::Value = serde_json::from_str(&ws.ok(&[
+#[test]
+fn compare_finds_a_representation_perfectly_aligned_with_itself() {
+    let ws = shared();
+    let compared = ws.json(&[
         "compare",
         "run/probes",
         "run/probes",
@@ -191,18 +284,22 @@ fn train_evaluate_probe_analyze_compare() {
         "--ci-draws",
         "0",
         "--json",
-    ]))
-    .unwrap();
+    ]);
     assert_eq!(compared["n"], 3 * 42);
+    for metric in ["cka_biased", "cka_unbiased", "cknna", "mutual_knn"] {
+        let value = compared["metrics"][metric].as_f64().unwrap();
+        assert!((value - 1.0).abs() < 1e-9, "{metric} = {value}");
+    }
     // Layer-by-layer CKA of one model with itself: ones on the diagonal, symmetric, a heat map written.
-    let layers: serde_json::Value = serde_json::from_str(&ws.ok(&[
+    let layers = ws.json(&[
         "compare",
         "run/probes",
         "run/probes",
         "--layers",
+        "--out",
+        "layer_cka",
         "--json",
-    ]))
-    .unwrap();
+    ]);
     let cka: Vec<f64> = layers["cka"]
         .as_array()
         .unwrap()
@@ -216,11 +313,7 @@ fn train_evaluate_probe_analyze_compare() {
             assert!((cka[i * 3 + j] - cka[j * 3 + i]).abs() < 1e-9);
         }
     }
-    assert!(ws.path("run/probes/layer_cka.png").is_file());
-    for metric in ["cka_biased", "cka_unbiased", "cknna", "mutual_knn"] {
-        let value = compared["metrics"][metric].as_f64().unwrap();
-        assert!((value - 1.0).abs() < 1e-9, "{metric} = {value}");
-    }
+    assert!(ws.path("layer_cka.png").is_file());
 }
 
 #[test]
@@ -247,8 +340,13 @@ fn resumed_run_equals_uninterrupted_run() {
         "run",
     ]);
     // Everything but the measured throughput must be bit-identical.
-    let strip = |rows: Vec<Vec<String>>| -> Vec<Vec<String>> {
-        rows.into_iter().map(|r| r[..6].to_vec()).collect()
+    let strip = |rows: Vec<HashMap<String, String>>| -> Vec<HashMap<String, String>> {
+        rows.into_iter()
+            .map(|mut r| {
+                r.remove("samples_per_s");
+                r
+            })
+            .collect()
     };
     assert_eq!(
         strip(csv_rows(&straight.path("run/metrics.csv"))),
@@ -298,7 +396,7 @@ fn fused_kernels_train_like_the_plain_reference() {
     let losses = |ws: &Workspace| -> Vec<f64> {
         csv_rows(&ws.path("run/metrics.csv"))
             .iter()
-            .map(|r| r[4].parse().unwrap())
+            .map(|r| number(r, "train_loss"))
             .collect()
     };
     let (a, b) = (losses(&fused), losses(&plain));
@@ -324,8 +422,8 @@ fn training_loss_falls_on_the_built_in_data() {
     // The validation loss is measured on the same fixed batches each time, so its trend is the learning.
     let val: Vec<f64> = csv_rows(&ws.path("run/metrics.csv"))
         .iter()
-        .filter(|r| !r[5].is_empty())
-        .map(|r| r[5].parse().unwrap())
+        .filter(|r| !r["val_loss"].is_empty())
+        .map(|r| number(r, "val_loss"))
         .collect();
     assert_eq!(val.len(), 6);
     assert!(val[5] < 0.9 * val[0], "validation loss {val:?}");
@@ -336,6 +434,11 @@ fn bad_input_gives_clear_errors() {
     let ws = Workspace::new(str::to_string);
     let err = ws.fails(&["train", "--config", "missing.toml"]);
     assert!(err.contains("missing.toml"), "{err}");
+    assert_eq!(
+        err.matches("No such file").count(),
+        1,
+        "the cause once: {err}"
+    );
 
     fs::write(
         ws.path("typo.toml"),
@@ -402,10 +505,24 @@ fn diverging_training_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .filter(|n| n.starts_with("checkpoint-"))
         .collect();
-    // Whatever was written before the loss blew up is complete and loadable.
-    for name in &checkpoints {
-        assert!(ws.path(&format!("run/{name}/run.json")).is_file());
-    }
+    // A checkpoint is written after every update (checkpoint_every = 1), so one precedes the divergence.
+    assert!(
+        !checkpoints.is_empty(),
+        "no checkpoint was written before the divergence: {err}"
+    );
+    // The error names the last good checkpoint, and that one is complete and loads.
+    let named = checkpoints
+        .iter()
+        .find(|name| err.contains(name.as_str()))
+        .unwrap_or_else(|| panic!("the error names no checkpoint of {checkpoints:?}: {err}"));
+    assert!(ws.path(&format!("run/{named}/run.json")).is_file());
+    ws.ok(&[
+        "evaluate",
+        "--checkpoint",
+        &format!("run/{named}"),
+        "--out",
+        "eval-of-last-good",
+    ]);
     assert!(
         !fs::read_dir(ws.path("run")).unwrap().any(|e| e
             .unwrap()
@@ -465,18 +582,15 @@ fn study_runs_reports_and_skips_finished_runs() {
         .collect();
     assert_eq!(
         reported.len(),
-        gnn_scorecard.iter().filter(|r| r[0] == "gnn").count()
+        gnn_scorecard.iter().filter(|r| r["model"] == "gnn").count()
     );
     for (row, json) in gnn_scorecard
         .iter()
-        .filter(|r| r[0] == "gnn")
+        .filter(|r| r["model"] == "gnn")
         .zip(&reported)
     {
         // Equal up to the float round trip through CSV text.
-        let (from_csv, reported) = (
-            row[3].parse::<f64>().unwrap(),
-            json["rmse"].as_f64().unwrap(),
-        );
+        let (from_csv, reported) = (number(row, "rmse"), json["rmse"].as_f64().unwrap());
         assert!(
             (from_csv - reported).abs() <= 1e-12 * from_csv.abs(),
             "{from_csv} vs {reported}"
@@ -487,8 +601,8 @@ fn study_runs_reports_and_skips_finished_runs() {
         let mut rows: Vec<(String, f64)> =
             csv_rows(&ws.path(&format!("runs/study-tiny/{run}/evaluation/errors.csv")))
                 .into_iter()
-                .filter(|r| r[0] == run && r[1] == "z500" && r[2] == "24")
-                .map(|r| (r[3].clone(), r[4].parse().unwrap()))
+                .filter(|r| r["model"] == run && r["variable"] == "z500" && r["lead_hours"] == "24")
+                .map(|r| (r["init_time"].clone(), number(&r, "rmse")))
                 .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         rows
@@ -531,6 +645,10 @@ fn study_runs_reports_and_skips_finished_runs() {
             .iter()
             .map(|s| s.as_str().unwrap())
             .collect();
-        assert_eq!(skipped, ["train", "evaluate", "probe", "jacobian"], "{run}");
+        assert_eq!(
+            skipped,
+            ["train", "evaluate", "probe", "analyze", "jacobian"],
+            "{run}"
+        );
     }
 }

@@ -26,6 +26,19 @@ impl ProcessorKind {
     }
 }
 
+/// What a node sums over its incoming edges in every interaction step ([`crate::interaction`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    /// The edge MLP's outputs (the messages), as GraphCast sums them (`typed_graph_net.py`,
+    /// `_InteractionNetwork`); the rule for new models.
+    #[default]
+    Messages,
+    /// The updated edge latents `e + m`: WeatherLens's rule before GraphCast import. A run.json without an
+    /// `aggregation` key was trained with it and loads with it.
+    UpdatedEdges,
+}
+
 /// Which mesh nodes a transformer node attends to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +69,8 @@ pub struct ModelConfig {
     pub num_heads: usize,
     /// Attention neighbourhood (transformer only).
     pub attention: AttentionScope,
+    /// What each interaction step sums into a receiving node.
+    pub aggregation: Aggregation,
 }
 
 impl Default for ModelConfig {
@@ -69,6 +84,7 @@ impl Default for ModelConfig {
             residual_scale: None,
             num_heads: 4,
             attention: AttentionScope::Neighbours,
+            aggregation: Aggregation::Messages,
         }
     }
 }

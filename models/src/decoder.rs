@@ -3,6 +3,7 @@
 
 use burn::prelude::*;
 
+use crate::config::ModelConfig;
 use crate::encoder::broadcast;
 use crate::graph::EDGE_FEATURES;
 use crate::graph_tensors::GraphTensors;
@@ -17,28 +18,13 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(
-        latent_size: usize,
-        output_channels: usize,
-        placement: NormPlacement,
-        device: &Device,
-    ) -> Self {
+    /// A decoder to `output_channels` grid channels, sized and wired by `config`.
+    pub fn new(config: &ModelConfig, output_channels: usize, device: &Device) -> Self {
+        let (latent, norm) = (config.latent_size, config.norm);
         Self {
-            mesh2grid_edge_embed: Mlp::new(
-                EDGE_FEATURES,
-                latent_size,
-                latent_size,
-                placement,
-                device,
-            ),
-            mesh2grid: InteractionNetwork::new(latent_size, placement, device),
-            head: Mlp::new(
-                latent_size,
-                latent_size,
-                output_channels,
-                NormPlacement::None,
-                device,
-            ),
+            mesh2grid_edge_embed: Mlp::new(EDGE_FEATURES, latent, latent, norm, device),
+            mesh2grid: InteractionNetwork::new(latent, norm, config.aggregation, device),
+            head: Mlp::new(latent, latent, output_channels, NormPlacement::None, device),
         }
     }
 
@@ -46,14 +32,15 @@ impl Decoder {
     /// [batch, grid_points, output_channels]
     pub fn forward(&self, graph: &GraphTensors, mesh: Tensor<3>, grid: Tensor<3>) -> Tensor<3> {
         let [batch, _, _] = grid.dims();
+        let kernels = graph.kernels;
         let edges = broadcast(
             self.mesh2grid_edge_embed
-                .forward(graph.mesh2grid_edge_features.clone()),
+                .forward(graph.mesh2grid_edge_features.clone(), kernels),
             batch,
         );
         let (grid_delta, _) =
             self.mesh2grid
-                .increments(&graph.mesh2grid, mesh, grid.clone(), edges);
-        self.head.forward(grid + grid_delta)
+                .increments(&graph.mesh2grid, mesh, grid.clone(), edges, kernels);
+        self.head.forward(grid + grid_delta, kernels)
     }
 }

@@ -3,10 +3,11 @@
 
 use burn::prelude::*;
 
+use crate::config::ModelConfig;
 use crate::graph::{EDGE_FEATURES, NODE_FEATURES};
 use crate::graph_tensors::GraphTensors;
 use crate::interaction::InteractionNetwork;
-use crate::mlp::{Mlp, NormPlacement};
+use crate::mlp::Mlp;
 
 /// The encoder's outputs, all latent-sized.
 pub struct Encoded {
@@ -32,50 +33,50 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub fn new(
-        input_channels: usize,
-        latent_size: usize,
-        placement: NormPlacement,
-        embed_mesh_edges: bool,
-        device: &Device,
-    ) -> Self {
-        let embed = |inputs| Mlp::new(inputs, latent_size, latent_size, placement, device);
+    /// An encoder for grid inputs of `input_channels` channels, sized and wired by `config`.
+    pub fn new(config: &ModelConfig, input_channels: usize, device: &Device) -> Self {
+        let (latent, norm) = (config.latent_size, config.norm);
+        let embed = |inputs| Mlp::new(inputs, latent, latent, norm, device);
         Self {
             grid_embed: embed(input_channels + NODE_FEATURES),
             mesh_embed: embed(NODE_FEATURES),
             grid2mesh_edge_embed: embed(EDGE_FEATURES),
-            mesh_edge_embed: embed_mesh_edges.then(|| embed(EDGE_FEATURES)),
-            grid2mesh: InteractionNetwork::new(latent_size, placement, device),
-            grid_update: embed(latent_size),
+            mesh_edge_embed: config
+                .processor
+                .passes_messages_on_edges()
+                .then(|| embed(EDGE_FEATURES)),
+            grid2mesh: InteractionNetwork::new(latent, norm, config.aggregation, device),
+            grid_update: embed(latent),
         }
     }
 
     /// input: [batch, grid_points, input_channels] (normalised) -> [`Encoded`]
     pub fn forward(&self, graph: &GraphTensors, input: Tensor<3>) -> Encoded {
         let [batch, _, _] = input.dims();
+        let kernels = graph.kernels;
+        let embed = |mlp: &Mlp, features: &Tensor<2>| {
+            broadcast(mlp.forward(features.clone(), kernels), batch)
+        };
         let grid_static = broadcast(graph.grid_node_features.clone(), batch);
         let grid = self
             .grid_embed
-            .forward(Tensor::cat(vec![input, grid_static], 2));
-        let mesh = broadcast(
-            self.mesh_embed.forward(graph.mesh_node_features.clone()),
-            batch,
-        );
-        let g2m_edges = broadcast(
-            self.grid2mesh_edge_embed
-                .forward(graph.grid2mesh_edge_features.clone()),
-            batch,
-        );
+            .forward(Tensor::cat(vec![input, grid_static], 2), kernels);
+        let mesh = embed(&self.mesh_embed, &graph.mesh_node_features);
+        let g2m_edges = embed(&self.grid2mesh_edge_embed, &graph.grid2mesh_edge_features);
         let mesh_edges = self
             .mesh_edge_embed
             .as_ref()
-            .map(|embed| broadcast(embed.forward(graph.mesh_edge_features.clone()), batch));
-        let (mesh_delta, _) =
-            self.grid2mesh
-                .increments(&graph.grid2mesh, grid.clone(), mesh.clone(), g2m_edges);
+            .map(|mlp| embed(mlp, &graph.mesh_edge_features));
+        let (mesh_delta, _) = self.grid2mesh.increments(
+            &graph.grid2mesh,
+            grid.clone(),
+            mesh.clone(),
+            g2m_edges,
+            kernels,
+        );
         Encoded {
             mesh: mesh + mesh_delta,
-            grid: grid.clone() + self.grid_update.forward(grid),
+            grid: grid.clone() + self.grid_update.forward(grid, kernels),
             mesh_edges,
         }
     }

@@ -4,6 +4,7 @@
 use burn::prelude::*;
 
 use crate::config::AttentionScope;
+use crate::fused::Kernels;
 use crate::graph::{EDGE_FEATURES, ModelGraph, NODE_FEATURES};
 use crate::interaction::EdgeIndex;
 use crate::processor::MeshContext;
@@ -27,12 +28,20 @@ pub struct GraphTensors {
     pub mesh2grid_edge_features: Tensor<2>,
     /// Neighbourhood attention's edges: the mesh edges plus a self loop per node; only for that processor.
     pub attention_edges: Option<EdgeIndex>,
+    /// Which implementation every forward pass over this graph runs (a run-time choice, not a model
+    /// property).
+    pub kernels: Kernels,
 }
 
 impl GraphTensors {
     /// Upload `graph` to `device`. `attention` = `Some(Neighbours)` adds the edges neighbourhood attention
-    /// runs over.
-    pub fn new(graph: &ModelGraph, attention: Option<AttentionScope>, device: &Device) -> Self {
+    /// runs over; `kernels` chooses the implementation of the forward passes that use this graph.
+    pub fn new(
+        graph: &ModelGraph,
+        attention: Option<AttentionScope>,
+        kernels: Kernels,
+        device: &Device,
+    ) -> Self {
         let grid_points = graph.num_grid_points();
         let mesh_nodes = graph.num_mesh_nodes();
         let mesh = graph.mesh_edges();
@@ -86,6 +95,7 @@ impl GraphTensors {
             ),
             mesh2grid_edge_features: matrix(m2g.features(), m2g.num_edges(), EDGE_FEATURES),
             attention_edges,
+            kernels,
         }
     }
 
@@ -93,6 +103,7 @@ impl GraphTensors {
         MeshContext {
             edges: &self.mesh,
             attention_edges: self.attention_edges.as_ref(),
+            kernels: self.kernels,
         }
     }
 }

@@ -87,11 +87,6 @@ impl<'a> Hooks<'a> {
         self
     }
 
-    /// Whether any observer wants `point` (the model uses this to avoid computing optional tensors).
-    pub fn wants(&self, point: HookPoint) -> bool {
-        self.observers.iter().any(|o| o.wants(point))
-    }
-
     /// Show `tensor` to every observer that wants `point`.
     pub fn at(&self, point: HookPoint, tensor: &Tensor<3>) {
         for observer in &self.observers {
@@ -99,34 +94,6 @@ impl<'a> Hooks<'a> {
                 observer.observe(point, tensor);
             }
         }
-    }
-}
-
-/// An observer that keeps a copy of every tensor it sees, for the model's tests.
-#[cfg(test)]
-pub(crate) mod test_support {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    use super::*;
-
-    #[derive(Default)]
-    pub(crate) struct Recorder {
-        pub(crate) seen: RefCell<HashMap<String, Vec<f32>>>,
-    }
-
-    impl Observer for Recorder {
-        fn wants(&self, _: HookPoint) -> bool {
-            true
-        }
-        fn observe(&self, point: HookPoint, tensor: &Tensor<3>) {
-            let values = tensor.to_data().try_to_vec::<f32>().unwrap();
-            self.seen.borrow_mut().insert(point.to_string(), values);
-        }
-    }
-
-    pub(crate) fn values(t: Tensor<3>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
     }
 }
 

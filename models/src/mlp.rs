@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::silu;
 use serde::{Deserialize, Serialize};
 
-use crate::fused::{self, Segments};
+use crate::fused::{self, Kernels, Segments};
 
 /// LayerNorm's ε, set explicitly so that the fused kernel and burn's module agree (burn's default).
 const LAYER_NORM_EPSILON: f64 = 1e-5;
@@ -60,8 +60,8 @@ impl Mlp {
     }
 
     /// x: [..., input] -> [..., output]
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        if !fused::enabled() {
+    pub fn forward<const D: usize>(&self, x: Tensor<D>, kernels: Kernels) -> Tensor<D> {
+        if kernels == Kernels::Plain {
             return self.forward_reference(x);
         }
         let x = if self.pre_norm {
@@ -90,69 +90,86 @@ impl Mlp {
         }
     }
 
-    /// The MLP of a concatenation `[a_1, .., a_k]` along the last axis, where part `j` is `source_j` with rows
-    /// gathered by `index_j` along axis 1 (or taken as is).
+    /// An interaction network's edge MLP, `MLP([e, x_senders[senders], x_receivers[receivers]])`.
     ///
-    /// The first layer is evaluated as `Σ_j (source_j · W_j)[index_j] + b`, the same maths as
-    /// `Linear([source_1[index_1], ..])` without building the concatenation, and with the product taken before
-    /// the gather: for edge MLPs that is one [nodes, latent]² product per node set instead of one per edge. With a
-    /// pre-LN (which normalises the concatenation as a whole) the parts are gathered and concatenated first.
+    /// With the fused kernels the first layer is evaluated as `e·W_e + (x_senders·W_s)[senders] +
+    /// (x_receivers·W_r)[receivers] + b` (the same maths as the layer on the concatenation, without building
+    /// it, and with the node products taken before the gather: one [nodes, latent]² product per node set
+    /// instead of one per edge), then bias and SiLU in one pass. A pre-LN normalises the concatenation as a
+    /// whole, so it (and [`Kernels::Plain`]) concatenates first.
     ///
-    /// parts: ([batch, rows_j, in_j], optional index [out_rows]) -> [batch, out_rows, output]
-    pub fn forward_parts(&self, parts: Vec<(Tensor<3>, Option<&Segments>)>) -> Tensor<3> {
-        if self.pre_norm || !fused::enabled() {
-            let joined = parts
-                .into_iter()
-                .map(|(x, index)| match index {
-                    Some(index) => x.select(1, index.index.clone()),
-                    None => x,
-                })
-                .collect();
-            return self.forward(Tensor::cat(joined, 2));
+    /// edges: [batch, edges, e_in], x_senders: [batch, senders, s_in], x_receivers: [batch, receivers, r_in]
+    /// -> [batch, edges, output]
+    pub fn forward_edges(
+        &self,
+        edges: Tensor<3>,
+        (x_senders, senders): (Tensor<3>, &Segments),
+        (x_receivers, receivers): (Tensor<3>, &Segments),
+        kernels: Kernels,
+    ) -> Tensor<3> {
+        if self.pre_norm || kernels == Kernels::Plain {
+            let joined = Tensor::cat(
+                vec![
+                    edges,
+                    x_senders.select(1, senders.index.clone()),
+                    x_receivers.select(1, receivers.index.clone()),
+                ],
+                2,
+            );
+            return self.forward(joined, kernels);
         }
-        let weight = self.hidden.weight.val();
-        let [_, hidden_size] = weight.dims();
-        let mut offset = 0;
-        let terms: Vec<(Tensor<3>, Option<&Segments>)> = parts
-            .into_iter()
-            .map(|(x, index)| {
-                let width = x.dims()[2];
-                let w = weight
-                    .clone()
-                    .slice([offset..offset + width, 0..hidden_size]);
-                offset += width;
-                (fused::linear(x, w), index)
-            })
-            .collect();
-        let bias = self.hidden.bias.as_ref().map(|b| b.val());
-        let h = match (<[_; 3]>::try_from(terms), bias) {
-            // An edge MLP's [e, x_snd, x_rcv]: sum, bias and SiLU in one fused pass.
-            (Ok([(base, None), (snd, Some(s)), (rcv, Some(r))]), Some(bias)) => {
-                fused::gathered_bias_silu(base, (snd, s), (rcv, r), bias)
+        let widths = [edges.dims()[2], x_senders.dims()[2], x_receivers.dims()[2]];
+        let [w_e, w_s, w_r] = self.hidden_weight_blocks(widths);
+        let base = fused::linear(edges, w_e);
+        let from = fused::linear(x_senders, w_s);
+        let to = fused::linear(x_receivers, w_r);
+        let h = match &self.hidden.bias {
+            Some(bias) => {
+                fused::gathered_bias_silu(base, (from, senders), (to, receivers), bias.val())
             }
-            (Ok(terms), bias) => Self::sum_bias_silu(terms.into(), bias),
-            (Err(terms), bias) => Self::sum_bias_silu(terms, bias),
+            None => silu(
+                base + from.select(1, senders.index.clone())
+                    + to.select(1, receivers.index.clone()),
+            ),
         };
         self.finish(h)
     }
 
-    /// `silu(Σ_j term_j[index_j] + bias)` for any mix of gathered and dense terms.
-    fn sum_bias_silu(
-        terms: Vec<(Tensor<3>, Option<&Segments>)>,
-        bias: Option<Tensor<1>>,
+    /// An interaction network's node MLP, `MLP([x, aggregated])`, its first layer evaluated as
+    /// `x·W_x + aggregated·W_a + b` with the fused kernels (no concatenation).
+    ///
+    /// x: [batch, nodes, x_in], aggregated: [batch, nodes, a_in] -> [batch, nodes, output]
+    pub fn forward_nodes(
+        &self,
+        x: Tensor<3>,
+        aggregated: Tensor<3>,
+        kernels: Kernels,
     ) -> Tensor<3> {
-        let h = terms
-            .into_iter()
-            .map(|(term, index)| match index {
-                Some(index) => term.select(1, index.index.clone()),
-                None => term,
-            })
-            .reduce(|sum, term| sum + term)
-            .expect("forward_parts needs at least one part");
-        match bias {
-            Some(bias) => fused::bias_silu(h, bias),
-            None => silu(h),
+        if self.pre_norm || kernels == Kernels::Plain {
+            return self.forward(Tensor::cat(vec![x, aggregated], 2), kernels);
         }
+        let [w_x, w_a] = self.hidden_weight_blocks([x.dims()[2], aggregated.dims()[2]]);
+        let h = fused::linear(x, w_x) + fused::linear(aggregated, w_a);
+        let h = match &self.hidden.bias {
+            Some(bias) => fused::bias_silu(h, bias.val()),
+            None => silu(h),
+        };
+        self.finish(h)
+    }
+
+    /// The hidden layer's weight [input, hidden] cut into consecutive row blocks of the given widths: the
+    /// weights seen by each part of a concatenated input.
+    fn hidden_weight_blocks<const N: usize>(&self, widths: [usize; N]) -> [Tensor<2>; N] {
+        let weight = self.hidden.weight.val();
+        let [_, hidden_size] = weight.dims();
+        let mut offset = 0;
+        widths.map(|width| {
+            let block = weight
+                .clone()
+                .slice([offset..offset + width, 0..hidden_size]);
+            offset += width;
+            block
+        })
     }
 
     /// Everything after the hidden layer's activation: the output layer and a post-LN (which adds the output

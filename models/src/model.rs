@@ -17,7 +17,8 @@ pub struct WeatherModel {
 }
 
 impl WeatherModel {
-    /// A freshly initialised model (seed the device first for reproducible weights).
+    /// A freshly initialised model, its weights drawn from burn's generator (build it inside
+    /// [`crate::seed::seeded`] for reproducible weights).
     pub fn new(
         config: &ModelConfig,
         input_channels: usize,
@@ -25,15 +26,9 @@ impl WeatherModel {
         device: &Device,
     ) -> Self {
         Self {
-            encoder: Encoder::new(
-                input_channels,
-                config.latent_size,
-                config.norm,
-                config.processor.passes_messages_on_edges(),
-                device,
-            ),
+            encoder: Encoder::new(config, input_channels, device),
             processor: Processor::new(config, device),
-            decoder: Decoder::new(config.latent_size, output_channels, config.norm, device),
+            decoder: Decoder::new(config, output_channels, device),
         }
     }
 
@@ -84,14 +79,16 @@ impl WeatherModel {
 mod tests {
 
     use burn::module::{ModuleVisitor, Param};
-    use burn::tensor::Distribution;
 
     use super::*;
-    use crate::config::{AttentionScope, ProcessorKind};
+    use crate::config::ProcessorKind;
+    use crate::fused::Kernels;
     use crate::graph::ModelGraph;
     use crate::grid::{LatLonGrid, LatitudeOrder, PoleRows};
     use crate::interaction::EdgeIndex;
     use crate::processor::{MeshContext, Processor};
+    use crate::seed::seeded;
+    use crate::test_support::{Recorder, random, values};
 
     const CHANNELS: usize = 3;
 
@@ -113,21 +110,16 @@ mod tests {
     }
 
     fn setup(processor: ProcessorKind, device: &Device) -> (WeatherModel, GraphTensors, Tensor<3>) {
-        device.seed(7);
         let config = tiny_config(processor);
         let graph = tiny_graph();
         let attention = (processor == ProcessorKind::Transformer).then_some(config.attention);
-        let tensors = GraphTensors::new(&graph, attention, device);
-        let model = WeatherModel::new(&config, 2 * CHANNELS, CHANNELS, device);
-        let input = Tensor::<3>::random(
-            [2, graph.num_grid_points(), 2 * CHANNELS],
-            Distribution::Normal(0.0, 1.0),
-            device,
-        );
+        let tensors = GraphTensors::new(&graph, attention, Kernels::Fused, device);
+        let model = seeded(7, device, || {
+            WeatherModel::new(&config, 2 * CHANNELS, CHANNELS, device)
+        });
+        let input = random([2, graph.num_grid_points(), 2 * CHANNELS], 8, device);
         (model, tensors, input)
     }
-
-    use crate::hooks::test_support::{Recorder, values};
 
     #[test]
     fn every_variant_maps_grid_inputs_to_grid_outputs() {
@@ -144,19 +136,6 @@ mod tests {
             assert_eq!(out.dims(), [batch, points, CHANNELS], "{kind:?}");
             assert!(values(out).iter().all(|v| v.is_finite()), "{kind:?}");
         }
-    }
-
-    #[test]
-    fn global_attention_runs_without_a_mask() {
-        let device = Device::flex();
-        let mut config = tiny_config(ProcessorKind::Transformer);
-        config.attention = AttentionScope::Global;
-        let graph = tiny_graph();
-        let tensors = GraphTensors::new(&graph, Some(config.attention), &device);
-        assert!(tensors.attention_edges.is_none());
-        let model = WeatherModel::new(&config, 2, 1, &device);
-        let input = Tensor::<3>::zeros([1, graph.num_grid_points(), 2], &device);
-        assert_eq!(model.forward(&tensors, input, &Hooks::none()).dims()[2], 1);
     }
 
     #[test]
@@ -223,7 +202,6 @@ mod tests {
     #[test]
     fn selfloop_nodes_evolve_alone() {
         let device = Device::flex();
-        device.seed(3);
         let config = tiny_config(ProcessorKind::Selfloop);
         let graph = tiny_graph();
         let mesh = graph.mesh_edges();
@@ -232,9 +210,10 @@ mod tests {
         let context = MeshContext {
             edges: &edges,
             attention_edges: None,
+            kernels: Kernels::Fused,
         };
-        let processor = Processor::new(&config, &device);
-        let x = Tensor::<3>::random([1, nodes, 8], Distribution::Normal(0.0, 1.0), &device);
+        let processor = seeded(3, &device, || Processor::new(&config, &device));
+        let x = random([1, nodes, 8], 4, &device);
         let e = None;
         let before = values(processor.forward(&context, x.clone(), e.clone(), &Hooks::none()));
         // Change node 0's latent only.
@@ -275,9 +254,9 @@ mod tests {
             ProcessorKind::Selfloop,
         ] {
             let (model, graph, input) = setup(kind, &device);
-            let target = Tensor::<3>::random(
+            let target = random(
                 [2, graph.grid_node_features.dims()[0], CHANNELS],
-                Distribution::Normal(0.0, 1.0),
+                9,
                 &device,
             );
             let loss = (model.forward(&graph, input, &Hooks::none()) - target)

@@ -2,15 +2,14 @@
 //!
 //! Variants (see [`ProcessorKind`]) share this loop; only the layer that computes `v_i` differs.
 
-use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
-use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
-use burn::tensor::IndexingUpdateOp;
 
+use crate::attention::AttentionBlock;
 use crate::config::{ModelConfig, ProcessorKind};
+use crate::fused::Kernels;
 use crate::hooks::{HookPoint, Hooks};
 use crate::interaction::{EdgeIndex, InteractionNetwork};
-use crate::mlp::{Mlp, NormPlacement};
+use crate::mlp::Mlp;
 
 /// What a processor layer may look at besides the node latents: the mesh graph and whom attention may see.
 pub struct MeshContext<'a> {
@@ -18,91 +17,8 @@ pub struct MeshContext<'a> {
     /// Neighbourhood attention: each node attends over these edges into it (the mesh edges plus a self loop per
     /// node); `None` = global attention over all nodes.
     pub attention_edges: Option<&'a EdgeIndex>,
-}
-
-/// Pre-LN transformer block over mesh nodes: `v = Attn(LN(x)); v = v + MLP(x + v)` (MLP pre-normed).
-#[derive(Module, Debug)]
-pub struct AttentionBlock {
-    norm: LayerNorm,
-    attention: MultiHeadAttention,
-    mlp: Mlp,
-}
-
-impl AttentionBlock {
-    fn new(latent_size: usize, num_heads: usize, device: &Device) -> Self {
-        Self {
-            norm: LayerNormConfig::new(latent_size).init(device),
-            attention: MultiHeadAttentionConfig::new(latent_size, num_heads)
-                .with_dropout(0.0)
-                .init(device),
-            mlp: Mlp::new(
-                latent_size,
-                latent_size,
-                latent_size,
-                NormPlacement::Pre,
-                device,
-            ),
-        }
-    }
-
-    /// x: [batch, nodes, latent] -> increment [batch, nodes, latent]
-    fn increment(&self, x: Tensor<3>, neighbours: Option<&EdgeIndex>) -> Tensor<3> {
-        let normed = self.norm.forward(x.clone());
-        let attended = match neighbours {
-            Some(edges) => self.neighbour_attention(normed, edges),
-            None => self.attention.forward(MhaInput::self_attn(normed)).context,
-        };
-        let mlp_out = self.mlp.forward(x + attended.clone());
-        attended + mlp_out
-    }
-
-    /// Multi-head attention of every node over the senders of its incoming `edges`, evaluated edge by edge:
-    /// O(edges) work instead of the O(nodes²) of a masked dense attention, with the same parameters and result
-    /// as burn's `MultiHeadAttention` under the mask that blocks all other pairs
-    /// ([`Self::neighbour_attention_reference`]).
-    ///
-    /// ```text
-    /// s_kh = q_{rcv(k),h} · k_{snd(k),h} / √d_k             scores      [batch, edges, heads]
-    /// a_kh = exp(s_kh − m_{rcv(k),h}) / Σ_{j into rcv(k)}    softmax per receiver (m: its max, a constant)
-    /// c_n  = Σ_{k into n} a_k · v_{snd(k)}                   context     [batch, nodes, latent]
-    /// ```
-    ///
-    /// x: [batch, nodes, latent] -> [batch, nodes, latent]
-    fn neighbour_attention(&self, x: Tensor<3>, edges: &EdgeIndex) -> Tensor<3> {
-        let mha = &self.attention;
-        let [batch, nodes, latent] = x.dims();
-        let (heads, d_k, count) = (mha.n_heads, mha.d_k, edges.num_edges());
-        let (senders, receivers) = (&edges.senders.index, &edges.receivers.index);
-        let per_head = |t: Tensor<3>| t.reshape([batch, count, heads, d_k]);
-        let q = mha.query.forward(x.clone()).select(1, receivers.clone());
-        let k = mha.key.forward(x.clone()).select(1, senders.clone());
-        let v = mha.value.forward(x).select(1, senders.clone());
-        let scores = (per_head(q) * per_head(k))
-            .sum_dim(3)
-            .reshape([batch, count, heads])
-            .div_scalar((d_k as f32).sqrt());
-        // The per-receiver maximum only keeps exp() in range; softmax does not depend on it, so it is taken off
-        // the autodiff graph.
-        let plain = scores.clone().inner();
-        let max = Tensor::<3>::full([batch, nodes, heads], f32::MIN, &plain.device())
-            .select_assign(1, receivers.clone().inner(), plain, IndexingUpdateOp::Max);
-        let weights = (scores - max.select(1, receivers.clone().inner())).exp();
-        let totals = edges.sum_into_receivers(weights.clone());
-        let weights = weights / totals.select(1, receivers.clone());
-        let context = (per_head(v) * weights.unsqueeze_dim::<4>(3)).reshape([batch, count, latent]);
-        let context = edges.sum_into_receivers(context);
-        mha.output.forward(context)
-    }
-
-    /// [`Self::neighbour_attention`] as burn's dense attention with a [nodes, nodes] mask: the reference.
-    #[cfg(test)]
-    fn neighbour_attention_reference(&self, x: Tensor<3>, mask: &Tensor<2, Bool>) -> Tensor<3> {
-        let [batch, nodes, _] = x.dims();
-        let mask = mask.clone().unsqueeze::<3>().expand([batch, nodes, nodes]);
-        self.attention
-            .forward(MhaInput::self_attn(x).mask_attn(mask))
-            .context
-    }
+    /// Which implementation the layers' ops run.
+    pub kernels: Kernels,
 }
 
 /// One processor layer; the variant is a config value, the residual loop is shared.
@@ -131,31 +47,23 @@ impl ProcessorLayer {
                 let edges = edges
                     .expect("the encoder embeds mesh edges for message-passing processors")
                     .clone();
-                let (v, edge_v) = net.increments(mesh.edges, x.clone(), x, edges);
+                let (v, edge_v) = net.increments(mesh.edges, x.clone(), x, edges, mesh.kernels);
                 (v, Some(edge_v))
             }
-            ProcessorLayer::Attention(block) => (block.increment(x, mesh.attention_edges), None),
-            ProcessorLayer::SelfLoop(mlp) => (mlp.forward(x), None),
+            ProcessorLayer::Attention(block) => {
+                (block.increment(x, mesh.attention_edges, mesh.kernels), None)
+            }
+            ProcessorLayer::SelfLoop(mlp) => (mlp.forward(x, mesh.kernels), None),
         }
     }
 
     fn zero_output(self) -> Self {
         match self {
             ProcessorLayer::Interaction(net) => ProcessorLayer::Interaction(net.zero_output()),
-            ProcessorLayer::Attention(block) => ProcessorLayer::Attention(AttentionBlock {
-                mlp: block.mlp.zero_output(),
-                attention: zero_attention_output(block.attention),
-                norm: block.norm,
-            }),
+            ProcessorLayer::Attention(block) => ProcessorLayer::Attention(block.zero_output()),
             ProcessorLayer::SelfLoop(mlp) => ProcessorLayer::SelfLoop(mlp.zero_output()),
         }
     }
-}
-
-fn zero_attention_output(mut attention: MultiHeadAttention) -> MultiHeadAttention {
-    attention.output.weight = attention.output.weight.map(|t| t.zeros_like());
-    attention.output.bias = attention.output.bias.map(|b| b.map(|t| t.zeros_like()));
-    attention
 }
 
 /// The processor: `num_steps` residual updates of the mesh latent.
@@ -172,9 +80,9 @@ impl Processor {
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
         let latent = config.latent_size;
         let make = || match config.processor {
-            ProcessorKind::Gnn | ProcessorKind::Shared => {
-                ProcessorLayer::Interaction(InteractionNetwork::new(latent, config.norm, device))
-            }
+            ProcessorKind::Gnn | ProcessorKind::Shared => ProcessorLayer::Interaction(
+                InteractionNetwork::new(latent, config.norm, config.aggregation, device),
+            ),
             ProcessorKind::Transformer => {
                 ProcessorLayer::Attention(AttentionBlock::new(latent, config.num_heads, device))
             }
@@ -202,25 +110,11 @@ impl Processor {
     pub fn forward(
         &self,
         mesh: &MeshContext,
-        mut x: Tensor<3>,
-        mut edges: Option<Tensor<3>>,
+        x: Tensor<3>,
+        edges: Option<Tensor<3>>,
         hooks: &Hooks,
     ) -> Tensor<3> {
-        for i in 0..self.num_steps {
-            let layer = &self.layers[i % self.layers.len()];
-            hooks.at(HookPoint::ResidPre(i), &x);
-            let (v, edge_v) = layer.increments(mesh, x.clone(), edges.as_ref());
-            let v = self.scaled(v);
-            hooks.at(HookPoint::Delta(i), &v);
-            x = x + v;
-            if let (Some(e), Some(edge_v)) = (edges.take(), edge_v) {
-                let edge_v = self.scaled(edge_v);
-                hooks.at(HookPoint::EdgeDelta(i), &edge_v);
-                edges = Some(e + edge_v);
-            }
-            hooks.at(HookPoint::ResidPost(i), &x);
-        }
-        x
+        self.run(mesh, x, edges, hooks, |_, _| {}).0
     }
 
     /// The processor's state entering each step, by the same arithmetic as [`Self::forward`]: entry `i` is
@@ -232,26 +126,20 @@ impl Processor {
     pub fn states(
         &self,
         mesh: &MeshContext,
-        mut x: Tensor<3>,
-        mut edges: Option<Tensor<3>>,
+        x: Tensor<3>,
+        edges: Option<Tensor<3>>,
     ) -> Vec<(Tensor<3>, Option<Tensor<3>>)> {
         let mut states = Vec::with_capacity(self.num_steps + 1);
-        for i in 0..self.num_steps {
-            states.push((x.clone(), edges.clone()));
-            let layer = &self.layers[i % self.layers.len()];
-            let (v, edge_v) = layer.increments(mesh, x.clone(), edges.as_ref());
-            x = x + self.scaled(v);
-            if let (Some(e), Some(edge_v)) = (edges.take(), edge_v) {
-                edges = Some(e + self.scaled(edge_v));
-            }
-        }
-        states.push((x, edges));
+        let last = self.run(mesh, x, edges, &Hooks::none(), |x, e| {
+            states.push((x.clone(), e.cloned()))
+        });
+        states.push(last);
         states
     }
 
     /// The scaled node increment `s·v_i(X)` of step `layer` as a function of the node latents alone, the edge
     /// latents held at `edges` (E_i from [`Self::states`]: they depend on X_0..X_{i-1}, not on X_i, so this is
-    /// the exact function that `processor.{i}.delta` evaluates at X_i). The same arithmetic as
+    /// the exact function that `processor.{i}.delta` evaluates at X_i). The same step function as
     /// [`Self::forward`], so `layer_increment(mesh, i, X_i, E_i)` equals `processor.{i}.delta` bit for bit.
     ///
     /// x: [batch, mesh_nodes, latent], edges: [batch, mesh_edges, latent] -> [batch, mesh_nodes, latent]
@@ -270,8 +158,45 @@ impl Processor {
             "layer {layer} of a {}-step processor",
             self.num_steps
         );
-        let (v, _) = self.layers[layer % self.layers.len()].increments(mesh, x, edges.as_ref());
-        self.scaled(v)
+        self.step(mesh, layer, x, edges.as_ref()).0
+    }
+
+    /// The residual loop, `X_{i+1} = X_i + v_i(X_i)` and `E_{i+1} = E_i + Δe_i`, with the hooks beside it;
+    /// `entering(X_i, E_i)` sees the state entering each step. Returns (X_L, E_L).
+    fn run(
+        &self,
+        mesh: &MeshContext,
+        mut x: Tensor<3>,
+        mut edges: Option<Tensor<3>>,
+        hooks: &Hooks,
+        mut entering: impl FnMut(&Tensor<3>, Option<&Tensor<3>>),
+    ) -> (Tensor<3>, Option<Tensor<3>>) {
+        for i in 0..self.num_steps {
+            entering(&x, edges.as_ref());
+            hooks.at(HookPoint::ResidPre(i), &x);
+            let (v, edge_v) = self.step(mesh, i, x.clone(), edges.as_ref());
+            hooks.at(HookPoint::Delta(i), &v);
+            x = x + v;
+            if let (Some(e), Some(edge_v)) = (edges.take(), edge_v) {
+                hooks.at(HookPoint::EdgeDelta(i), &edge_v);
+                edges = Some(e + edge_v);
+            }
+            hooks.at(HookPoint::ResidPost(i), &x);
+        }
+        (x, edges)
+    }
+
+    /// Step `i`'s scaled increments (s·v_i, s·Δe_i) at (X_i, E_i); the one place a layer is applied.
+    fn step(
+        &self,
+        mesh: &MeshContext,
+        i: usize,
+        x: Tensor<3>,
+        edges: Option<&Tensor<3>>,
+    ) -> (Tensor<3>, Option<Tensor<3>>) {
+        let layer = &self.layers[i % self.layers.len()];
+        let (v, edge_v) = layer.increments(mesh, x, edges);
+        (self.scaled(v), edge_v.map(|e| self.scaled(e)))
     }
 
     /// `s·v`, skipping the multiply when s = 1 so the plain model's arithmetic is untouched.
@@ -299,64 +224,13 @@ impl Processor {
 #[cfg(test)]
 mod tests {
 
-    use burn::tensor::Distribution;
-
     use super::*;
     use crate::config::AttentionScope;
     use crate::graph::ModelGraph;
     use crate::graph_tensors::GraphTensors;
     use crate::grid::{LatLonGrid, LatitudeOrder, PoleRows};
-
-    use crate::hooks::test_support::{Recorder, values};
-
-    #[test]
-    fn edgewise_neighbour_attention_equals_masked_dense_attention_with_gradients() {
-        let device = Device::flex().autodiff();
-        device.seed(21);
-        let grid =
-            LatLonGrid::equiangular(8, 16, PoleRows::Excluded, LatitudeOrder::Descending).unwrap();
-        let graph = ModelGraph::build(&grid, 1).unwrap();
-        let tensors = GraphTensors::new(&graph, Some(AttentionScope::Neighbours), &device);
-        let edges = tensors.attention_edges.as_ref().unwrap();
-        let nodes = graph.num_mesh_nodes();
-        // The mask burn's attention takes: blocked unless an attention edge n <- m exists.
-        let mut blocked = vec![true; nodes * nodes];
-        let mesh = graph.mesh_edges();
-        for (&s, &r) in mesh.senders().iter().zip(mesh.receivers()) {
-            blocked[r as usize * nodes + s as usize] = false;
-        }
-        for n in 0..nodes {
-            blocked[n * nodes + n] = false;
-        }
-        let mask = Tensor::<2, Bool>::from_data(TensorData::new(blocked, [nodes, nodes]), &device);
-        let block = AttentionBlock::new(8, 2, &device);
-        let x = Tensor::<3>::random([2, nodes, 8], Distribution::Normal(0.0, 1.0), &device);
-        let w = Tensor::<3>::random([2, nodes, 8], Distribution::Normal(0.0, 1.0), &device);
-        let run = |fast: bool| {
-            let x = Tensor::from_data(x.to_data(), &device).require_grad();
-            let y = if fast {
-                block.neighbour_attention(x.clone(), edges)
-            } else {
-                block.neighbour_attention_reference(x.clone(), &mask)
-            };
-            let grads = (y.clone() * w.clone()).sum().backward();
-            let query = block.attention.query.weight.val().grad(&grads).unwrap();
-            let grad_x = x.grad(&grads).unwrap();
-            [values(y), values(grad_x), values(query.unsqueeze::<3>())]
-        };
-        let (fast, reference) = (run(true), run(false));
-        for (what, (a, b)) in ["output", "grad x", "grad W_q"]
-            .iter()
-            .zip(fast.iter().zip(&reference))
-        {
-            for (x, y) in a.iter().zip(b) {
-                assert!(
-                    (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
-                    "{what}: {x} vs {y}"
-                );
-            }
-        }
-    }
+    use crate::seed::seeded;
+    use crate::test_support::{Recorder, random, values};
 
     #[test]
     fn states_and_layer_increment_repeat_the_forward_pass_bit_for_bit() {
@@ -373,7 +247,6 @@ mod tests {
             (ProcessorKind::Transformer, None),
             (ProcessorKind::Selfloop, None),
         ] {
-            device.seed(5);
             let config = ModelConfig {
                 mesh_level: 1,
                 latent_size: latent,
@@ -385,14 +258,13 @@ mod tests {
                 ..ModelConfig::default()
             };
             let attention = (processor == ProcessorKind::Transformer).then_some(config.attention);
-            let tensors = GraphTensors::new(&graph, attention, &device);
+            let tensors = GraphTensors::new(&graph, attention, Kernels::Fused, &device);
             let mesh = tensors.mesh_context();
-            let model = Processor::new(&config, &device);
-            let normal = Distribution::Normal(0.0, 1.0);
-            let x = Tensor::<3>::random([2, graph.num_mesh_nodes(), latent], normal, &device);
-            let edges = processor.passes_messages_on_edges().then(|| {
-                Tensor::<3>::random([2, tensors.mesh.num_edges(), latent], normal, &device)
-            });
+            let model = seeded(5, &device, || Processor::new(&config, &device));
+            let x = random([2, graph.num_mesh_nodes(), latent], 6, &device);
+            let edges = processor
+                .passes_messages_on_edges()
+                .then(|| random([2, tensors.mesh.num_edges(), latent], 7, &device));
             let recorder = Recorder::default();
             let out = model.forward(
                 &mesh,

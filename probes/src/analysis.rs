@@ -1,20 +1,16 @@
-//! `weatherlens analyze REC`: the physics figures of one recording — velocity decay and path straightness,
-//! spectral centroid of X_i and v_i by depth — written as `analysis.json`, `velocity.csv`, `centroid.csv`,
-//! `spectra.csv`, PNG + SVG plots and a `report.md` that says what the numbers show.
+//! The physics figures of one recording: velocity decay and path straightness, and the spectral centroid of
+//! X_i and v_i by depth (`weatherlens analyze` writes them out).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use weatherlens_models::hooks::HookPoint;
 use weatherlens_models::mesh::Multimesh;
 
-use crate::plot::{Curve, LinePlot, line_plot};
 use crate::record::{RecordingMeta, TENSORS_FILE, read_meta, read_tensor};
 use crate::spectrum::{MeshSpectrum, centroid, mesh_truncation};
-use crate::velocity::{
-    LayerRecording, VelocityOptions, VelocityProfile, spearman, velocity_profile,
-};
+use crate::stats::spearman;
+use crate::velocity::{LayerRecording, VelocityOptions, VelocityProfile, velocity_profile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
@@ -24,10 +20,6 @@ pub enum AnalysisError {
     Velocity(#[from] crate::velocity::VelocityError),
     #[error(transparent)]
     Spectrum(#[from] crate::spectrum::SpectrumError),
-    #[error(transparent)]
-    Plot(#[from] crate::plot::PlotError),
-    #[error("{path}: {reason}")]
-    Output { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Recording { path: PathBuf, reason: String },
 }
@@ -64,12 +56,8 @@ pub struct Analysis {
     pub centroid: Option<CentroidSummary>,
 }
 
-/// Analyse the recording in `recording_dir`, writing the outputs into `out_dir`.
-pub fn analyze(
-    recording_dir: &Path,
-    out_dir: &Path,
-    bootstrap_draws: usize,
-) -> Result<Analysis, AnalysisError> {
+/// Analyse the recording in `recording_dir`; `bootstrap_draws` resamples give the decay statistic's interval.
+pub fn analyze(recording_dir: &Path, bootstrap_draws: usize) -> Result<Analysis, AnalysisError> {
     let meta = read_meta(recording_dir)?;
     let file = recording_dir.join(TENSORS_FILE);
     let bad = |reason: String| AnalysisError::Recording {
@@ -126,7 +114,6 @@ pub fn analyze(
         velocity,
         centroid,
     };
-    write_outputs(&analysis, &meta, out_dir)?;
     Ok(analysis)
 }
 
@@ -183,202 +170,4 @@ fn centroids(
         trend_x,
         trend_v,
     })
-}
-
-fn write_file(path: &Path, contents: &[u8]) -> Result<(), AnalysisError> {
-    crate::output::write_atomic(path, contents).map_err(|e| AnalysisError::Output {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
-}
-
-fn csv_bytes<T: Serialize>(rows: &[T]) -> Vec<u8> {
-    // Plain structs of numbers always serialise.
-    crate::output::csv_bytes(rows).unwrap_or_default()
-}
-
-fn write_outputs(
-    analysis: &Analysis,
-    meta: &RecordingMeta,
-    out_dir: &Path,
-) -> Result<(), AnalysisError> {
-    std::fs::create_dir_all(out_dir).map_err(|e| AnalysisError::Output {
-        path: out_dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let json = serde_json::to_vec_pretty(analysis).map_err(|e| AnalysisError::Output {
-        path: out_dir.join("analysis.json"),
-        reason: e.to_string(),
-    })?;
-    write_file(&out_dir.join("analysis.json"), &json)?;
-    write_file(
-        &out_dir.join("velocity.csv"),
-        &csv_bytes(&analysis.velocity.layers),
-    )?;
-    let norm: Vec<(f64, f64)> = analysis
-        .velocity
-        .layers
-        .iter()
-        .map(|r| (r.layer as f64, r.norm_mean))
-        .collect();
-    let q05: Vec<(f64, f64)> = analysis
-        .velocity
-        .layers
-        .iter()
-        .map(|r| (r.layer as f64, r.norm_q05))
-        .collect();
-    let q95: Vec<(f64, f64)> = analysis
-        .velocity
-        .layers
-        .iter()
-        .map(|r| (r.layer as f64, r.norm_q95))
-        .collect();
-    line_plot(
-        &out_dir.join("velocity"),
-        &LinePlot {
-            title: &format!("{}: increment size |v_i| by layer", meta.model),
-            x_label: "layer i",
-            y_label: "|v_i|",
-            curves: &[
-                Curve {
-                    name: "mean",
-                    points: &norm,
-                },
-                Curve {
-                    name: "5 %",
-                    points: &q05,
-                },
-                Curve {
-                    name: "95 %",
-                    points: &q95,
-                },
-            ],
-        },
-    )?;
-    if let Some(c) = &analysis.centroid {
-        write_file(&out_dir.join("centroid.csv"), &csv_bytes(&c.rows))?;
-        let x: Vec<(f64, f64)> = c
-            .rows
-            .iter()
-            .map(|r| (r.layer as f64, r.centroid_x))
-            .collect();
-        let v: Vec<(f64, f64)> = c
-            .rows
-            .iter()
-            .map(|r| (r.layer as f64, r.centroid_v))
-            .collect();
-        line_plot(
-            &out_dir.join("centroid"),
-            &LinePlot {
-                title: &format!("{}: spectral centroid by depth", meta.model),
-                x_label: "layer i",
-                y_label: "mean total wavenumber",
-                curves: &[
-                    Curve {
-                        name: "X_i",
-                        points: &x,
-                    },
-                    Curve {
-                        name: "v_i",
-                        points: &v,
-                    },
-                ],
-            },
-        )?;
-    }
-    write_file(
-        &out_dir.join("report.md"),
-        report_markdown(analysis).as_bytes(),
-    )
-}
-
-/// The analysis in words.
-pub fn report_markdown(analysis: &Analysis) -> String {
-    let mut md = String::new();
-    let v = &analysis.velocity;
-    let _ = writeln!(
-        md,
-        "# Processor dynamics of {}\n\n{} samples × {} mesh nodes, latent {}.\n",
-        analysis.model, analysis.samples, analysis.nodes, analysis.latent_size
-    );
-    let _ = writeln!(
-        md,
-        "## Velocity\n\n| layer | mean abs(v_i) | abs(v_i)/abs(X_i) | cos(v_i, v_i-1) |\n|---|---|---|---|"
-    );
-    for row in &v.layers {
-        let _ = writeln!(
-            md,
-            "| {} | {:.4} | {:.4} | {} |",
-            row.layer,
-            row.norm_mean,
-            row.rel_mean,
-            row.cos_prev.map_or("".to_string(), |c| format!("{c:.3}"))
-        );
-    }
-    let ci = v
-        .decay
-        .ci
-        .map_or("no bootstrap interval".to_string(), |[lo, hi]| {
-            format!("row-bootstrap 95 % interval [{lo:.2}, {hi:.2}]")
-        });
-    let p = v.decay.layer_p_value;
-    let verdict = if p < 0.05 && v.decay.spearman_rho < 0.0 {
-        "the increments **shrink with depth**: consistent with velocity decay toward an equilibrium"
-    } else if p < 0.05 {
-        "the increments **grow with depth**: no velocity decay"
-    } else {
-        "no significant monotone trend of the increment size over the layers"
-    };
-    let first_last = match (v.layers.first(), v.layers.last()) {
-        (Some(a), Some(b)) if a.norm_mean > 0.0 => format!("{:.3}", b.norm_mean / a.norm_mean),
-        _ => "n/a".to_string(),
-    };
-    let _ = writeln!(
-        md,
-        "\nSpearman ρ of mean |v_i| against depth: {:.2} (permutation p over the {} layers = {p:.3}; {ci}); \
-         |v_last| / |v_0| = {first_last}; {verdict}. Path straightness |X_L − X_0| / Σ|v_i| = {:.3} \
-         (1 = a straight path).\n",
-        v.decay.spearman_rho,
-        v.layers.len(),
-        v.straightness
-    );
-    if let Some(c) = &analysis.centroid {
-        let _ = writeln!(
-            md,
-            "## Spectral centroid (T{})\n\n| layer | centroid of X_i | centroid of v_i |\n|---|---|---|",
-            c.truncation
-        );
-        for row in &c.rows {
-            let _ = writeln!(
-                md,
-                "| {} | {:.2} | {:.2} |",
-                row.layer, row.centroid_x, row.centroid_v
-            );
-        }
-        let words = |rho: f64| {
-            if rho <= -0.5 {
-                "moves to larger scales (lower wavenumber) with depth"
-            } else if rho >= 0.5 {
-                "moves to smaller scales (higher wavenumber) with depth"
-            } else {
-                "shows no clear trend with depth"
-            }
-        };
-        let _ = writeln!(
-            md,
-            "\nThe centroid of X_i {} (Spearman ρ = {:.2}); that of v_i {} (ρ = {:.2}). With {} layers these \
-             rank correlations are descriptive, not tests.",
-            words(c.trend_x),
-            c.trend_x,
-            words(c.trend_v),
-            c.trend_v,
-            c.rows.len()
-        );
-    } else {
-        let _ = writeln!(
-            md,
-            "No spectral centroid: the recording holds only part of the mesh."
-        );
-    }
-    md
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::stats::pearson;
+
 /// What a caller can get wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorCorrelationError {
@@ -158,28 +160,6 @@ pub fn read_case_errors(
         }
     }
     Ok(cases)
-}
-
-/// Pearson's correlation coefficient of two equally long series (computed on centred values). NaN when the
-/// lengths differ, either series is shorter than two, or either is constant.
-pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
-    if x.len() != y.len() || x.len() < 2 {
-        return f64::NAN;
-    }
-    let n = x.len() as f64;
-    let (mean_x, mean_y) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let (mut xy, mut xx, mut yy) = (0.0, 0.0, 0.0);
-    for (a, b) in x.iter().zip(y) {
-        let (da, db) = (a - mean_x, b - mean_y);
-        xy += da * db;
-        xx += da * da;
-        yy += db * db;
-    }
-    if xx == 0.0 || yy == 0.0 {
-        f64::NAN
-    } else {
-        xy / (xx * yy).sqrt()
-    }
 }
 
 /// Average-linkage (UPGMA) clustering of `items` from a distance matrix ([items, items] row-major). Each step

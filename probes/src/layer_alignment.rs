@@ -8,7 +8,6 @@ use weatherlens_models::hooks::HookPoint;
 
 use crate::alignment::{AlignmentError, HsicEstimator, Representation, cka_matrix};
 use crate::inputs::{InputError, Rows, load_matrix};
-use crate::plot::{HeatMap, PlotError, heat_map};
 use crate::record::{RecordError, read_meta};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +18,6 @@ pub enum LayerAlignmentError {
     Input(#[from] InputError),
     #[error(transparent)]
     Alignment(#[from] AlignmentError),
-    #[error(transparent)]
-    Plot(#[from] PlotError),
 }
 
 /// Unbiased linear CKA between X_{i+1} of every layer i of `a` (rows) and of `b` (columns).
@@ -58,14 +55,8 @@ fn representations<'a>(
         .collect()
 }
 
-/// The layer-by-layer CKA matrix of recordings `a` and `b` (pass the same folder twice for one model), with a
-/// heat map written to `plot_stem`.png/.svg when given.
-pub fn layer_cka(
-    a: &Path,
-    b: &Path,
-    rows: Rows,
-    plot_stem: Option<&Path>,
-) -> Result<LayerCka, LayerAlignmentError> {
+/// The layer-by-layer CKA matrix of recordings `a` and `b` (pass the same folder twice for one model).
+pub fn layer_cka(a: &Path, b: &Path, rows: Rows) -> Result<LayerCka, LayerAlignmentError> {
     let (layers_a, mats_a) = layers(a, rows)?;
     let (layers_b, mats_b) = layers(b, rows)?;
     let names_a: Vec<String> = layers_a.iter().map(|l| format!("A {l}")).collect();
@@ -73,18 +64,6 @@ pub fn layer_cka(
     let xs = representations(&mats_a, &names_a)?;
     let ys = representations(&mats_b, &names_b)?;
     let cka = cka_matrix(&xs, &ys, HsicEstimator::Unbiased)?;
-    if let Some(stem) = plot_stem {
-        heat_map(
-            stem,
-            &HeatMap {
-                title: "unbiased CKA between processor layers (X_{i+1})",
-                row_labels: &names_a,
-                column_labels: &names_b,
-                values: &cka,
-                value_range: Some((0.0, 1.0)),
-            },
-        )?;
-    }
     Ok(LayerCka {
         a: a.display().to_string(),
         b: b.display().to_string(),

@@ -1,22 +1,23 @@
-//! Probes on the processor's hook points and the analyses that test the "physics of AI weather models"
-//! hypotheses: velocity decay, spectral centroid by depth, CKA / CKNNA alignment, error correlation.
+//! Analysis only: what the hypotheses about AI weather models' processors are tested with. Depends on the
+//! model crate alone (computing CKA needs no data reader).
 //!
-//! Flow: `record` writes what the hooks saw; `velocity`, `spectrum`, `alignment` and `error_correlation`
-//! compute figures from recordings and evaluation files; `plot` draws them.
+//! - [`record`]: recording X_i, v_i, X_{i+1} at the hook points, and reading recordings back; [`inputs`]:
+//!   rows of a recording as a matrix;
+//! - [`velocity`]: increment size by depth, decay and straightness; [`spectrum`]: spectra and the spectral
+//!   centroid; [`analysis`]: both for one recording;
+//! - [`alignment`]: CKA, CKNNA and mutual kNN with nulls and intervals; [`layer_alignment`]: layer-by-layer
+//!   CKA;
+//! - [`error_correlation`]: correlation of per-case forecast errors between models;
+//! - [`jacobian`]: Jacobian asymmetry and interaction range of one processor step;
+//! - [`stats`]: quantiles, correlations, permutation tests, jackknife and seeded draws shared by all of these.
 
 pub mod alignment;
 pub mod analysis;
-pub mod capture;
 pub mod error_correlation;
 pub mod inputs;
 pub mod jacobian;
 pub mod layer_alignment;
-pub mod output;
-pub mod overhead;
-pub mod plot;
 pub mod record;
-pub mod report;
 pub mod spectrum;
-pub mod study;
-pub mod study_report;
+pub mod stats;
 pub mod velocity;

@@ -8,24 +8,23 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+use weatherlens_models::files::{self, AtomicFile, FileError};
 use weatherlens_models::hooks::{HookPoint, Observer};
+
+use crate::stats::seeded_subsample;
 
 pub const TENSORS_FILE: &str = "probes.safetensors";
 pub const META_FILE: &str = "probes.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error("recording expected {expected} samples but the forward passes gave {got}")]
@@ -61,16 +60,10 @@ impl NodeSelection {
                 .map(|n| n as u32)
                 .collect(),
             NodeSelection::Random { count, seed } => {
-                use rand::SeedableRng;
-                use rand::seq::index::sample;
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(*seed);
-                let count = (*count).min(node_lat.len());
-                let mut picked: Vec<u32> = sample(&mut rng, node_lat.len(), count)
+                seeded_subsample(node_lat.len(), *count, *seed)
                     .into_iter()
                     .map(|n| n as u32)
-                    .collect();
-                picked.sort_unstable();
-                picked
+                    .collect()
             }
         }
     }
@@ -111,9 +104,8 @@ pub struct ProbeRecorder {
     samples: usize,
     offsets: BTreeMap<String, u64>,
     data_start: u64,
-    tmp_path: PathBuf,
-    final_path: PathBuf,
-    file: RefCell<BufWriter<File>>,
+    /// `probes.safetensors` under its temporary name until [`Self::finish`].
+    file: RefCell<AtomicFile>,
     cursor: Cell<usize>,
     batch: Cell<usize>,
     failure: RefCell<Option<RecordError>>,
@@ -129,13 +121,7 @@ impl ProbeRecorder {
         samples: usize,
         device: &Device,
     ) -> Result<Self, RecordError> {
-        let final_path = out_dir.join(TENSORS_FILE);
-        let tmp_path = out_dir.join(format!(".{TENSORS_FILE}.tmp"));
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| RecordError::Io { path, source }
-        };
-        fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+        files::create_dir_all(out_dir)?;
         let nodes = node_indices.len();
         let bytes_per_tensor = (samples * nodes * latent * 4) as u64;
         let mut header = serde_json::Map::new();
@@ -157,13 +143,13 @@ impl ProbeRecorder {
         // The data section must start 8-byte aligned: pad the header with spaces.
         header.resize(header.len().div_ceil(8) * 8, b' ');
         let data_start = 8 + header.len() as u64;
-        let file = File::create(&tmp_path).map_err(io(&tmp_path))?;
-        file.set_len(data_start + points.len() as u64 * bytes_per_tensor)
-            .map_err(io(&tmp_path))?;
-        let mut file = BufWriter::new(file);
-        file.write_all(&(header.len() as u64).to_le_bytes())
-            .and_then(|_| file.write_all(&header))
-            .map_err(io(&tmp_path))?;
+        let mut file = AtomicFile::create(&out_dir.join(TENSORS_FILE))?;
+        let target = file.target().to_path_buf();
+        let disk = file.file();
+        disk.set_len(data_start + points.len() as u64 * bytes_per_tensor)
+            .and_then(|_| disk.write_all_at(&(header.len() as u64).to_le_bytes(), 0))
+            .and_then(|_| disk.write_all_at(&header, 8))
+            .map_err(FileError::at("writing", &target))?;
         let index: Vec<i64> = node_indices.iter().map(|&n| i64::from(n)).collect();
         Ok(Self {
             points,
@@ -177,8 +163,6 @@ impl ProbeRecorder {
             samples,
             offsets,
             data_start,
-            tmp_path,
-            final_path,
             file: RefCell::new(file),
             cursor: Cell::new(0),
             batch: Cell::new(0),
@@ -192,34 +176,27 @@ impl ProbeRecorder {
         self.batch.set(0);
     }
 
-    /// Complete the file and rename it into place. Returns its path.
+    /// Complete the file and rename it into place (on failure the temporary file is removed). Returns its
+    /// path.
     pub fn finish(self) -> Result<PathBuf, RecordError> {
         if let Some(error) = self.failure.into_inner() {
-            let _ = fs::remove_file(&self.tmp_path);
             return Err(error);
         }
         if self.cursor.get() != self.samples {
-            let _ = fs::remove_file(&self.tmp_path);
             return Err(RecordError::SampleCount {
                 expected: self.samples,
                 got: self.cursor.get(),
             });
         }
-        let io = |source| RecordError::Io {
-            path: self.tmp_path.clone(),
-            source,
-        };
-        let file = self
-            .file
-            .into_inner()
-            .into_inner()
-            .map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        fs::rename(&self.tmp_path, &self.final_path).map_err(|source| RecordError::Io {
-            path: self.final_path.clone(),
-            source,
-        })?;
-        Ok(self.final_path)
+        let file = self.file.into_inner();
+        let target = file.target().to_path_buf();
+        file.commit()?;
+        Ok(target)
+    }
+
+    /// The destination file, for messages.
+    fn target(&self) -> PathBuf {
+        self.file.borrow().target().to_path_buf()
     }
 
     fn write(&self, point: HookPoint, tensor: &Tensor<3>) -> Result<(), RecordError> {
@@ -227,7 +204,7 @@ impl ProbeRecorder {
         let name = point.to_string();
         if latent != self.latent || self.cursor.get() + batch > self.samples {
             return Err(RecordError::Invalid {
-                path: self.tmp_path.clone(),
+                path: self.target(),
                 reason: format!(
                     "{name}: got a [{batch}, _, {latent}] tensor at sample {} of {} (latent {})",
                     self.cursor.get(),
@@ -250,7 +227,7 @@ impl ProbeRecorder {
             data.convert::<f32>()
         };
         let values = data.as_slice::<f32>().map_err(|e| RecordError::Invalid {
-            path: self.tmp_path.clone(),
+            path: self.target(),
             reason: format!("{name}: {e:?}"),
         })?;
         if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
@@ -268,12 +245,10 @@ impl ProbeRecorder {
             Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
         };
         let mut file = self.file.borrow_mut();
-        file.seek(SeekFrom::Start(at))
-            .and_then(|_| file.write_all(&bytes))
-            .map_err(|source| RecordError::Io {
-                path: self.tmp_path.clone(),
-                source,
-            })
+        let target = file.target().to_path_buf();
+        file.file()
+            .write_all_at(&bytes, at)
+            .map_err(|e| FileError::new("writing", &target, e).into())
     }
 }
 
@@ -296,24 +271,15 @@ impl Observer for ProbeRecorder {
 /// Write `probes.json` beside the tensors (temp name, then rename).
 pub fn write_meta(out_dir: &Path, meta: &RecordingMeta) -> Result<PathBuf, RecordError> {
     let path = out_dir.join(META_FILE);
-    let tmp = out_dir.join(format!(".{META_FILE}.tmp"));
     let json = serde_json::to_vec_pretty(meta).expect("RecordingMeta always serialises");
-    fs::write(&tmp, json)
-        .and_then(|_| fs::rename(&tmp, &path))
-        .map_err(|source| RecordError::Io {
-            path: path.clone(),
-            source,
-        })?;
+    files::write_atomic(&path, &json)?;
     Ok(path)
 }
 
 /// Read `probes.json`.
 pub fn read_meta(dir: &Path) -> Result<RecordingMeta, RecordError> {
     let path = dir.join(META_FILE);
-    let bytes = fs::read(&path).map_err(|source| RecordError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let bytes = files::read(&path)?;
     serde_json::from_slice(&bytes).map_err(|e| RecordError::Invalid {
         path,
         reason: e.to_string(),
@@ -326,10 +292,7 @@ pub fn read_tensor(file: &Path, name: &str) -> Result<(Vec<f64>, Vec<usize>), Re
         path: file.to_path_buf(),
         reason,
     };
-    let bytes = fs::read(file).map_err(|source| RecordError::Io {
-        path: file.to_path_buf(),
-        source,
-    })?;
+    let bytes = files::read(file)?;
     let tensors = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| invalid(format!("not a readable safetensors file ({e})")))?;
     let view = tensors.tensor(name).map_err(|_| {
@@ -386,7 +349,7 @@ mod tests {
             recorder.end_batch(count);
         }
         let path = recorder.finish().unwrap();
-        let bytes = fs::read(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
         let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let pre = file.tensor("processor.0.resid_pre").unwrap();
         assert_eq!(pre.shape(), &[3, 2, 2]);

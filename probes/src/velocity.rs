@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error_correlation::pearson;
+use crate::stats::{quantile_sorted, rank_trend_p_value, spearman};
 
 /// What a caller can get wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -269,58 +269,6 @@ fn decay_statistic(
     }
 }
 
-/// Two-sided permutation p-value of Spearman's ρ between position and `values`: the share of orderings of
-/// `values` whose |ρ| is at least the observed one (exact for up to 8 values, Monte Carlo beyond).
-pub fn rank_trend_p_value(values: &[f64], seed: u64) -> f64 {
-    let n = values.len();
-    if n < 3 {
-        return f64::NAN;
-    }
-    let depth: Vec<f64> = (0..n).map(|i| i as f64).collect();
-    let observed = spearman(&depth, values).abs();
-    if !observed.is_finite() {
-        return f64::NAN;
-    }
-    let tolerance = 1e-12;
-    let mut order: Vec<f64> = values.to_vec();
-    if n <= 8 {
-        // Heap's algorithm over all n! orders.
-        let (mut hits, mut total) = (0u64, 0u64);
-        let mut counters = vec![0usize; n];
-        let mut count = |order: &[f64]| {
-            total += 1;
-            if spearman(&depth, order).abs() >= observed - tolerance {
-                hits += 1;
-            }
-        };
-        count(&order);
-        let mut i = 0;
-        while i < n {
-            if counters[i] < i {
-                order.swap(if i % 2 == 0 { 0 } else { counters[i] }, i);
-                count(&order);
-                counters[i] += 1;
-                i = 0;
-            } else {
-                counters[i] = 0;
-                i += 1;
-            }
-        }
-        hits as f64 / total as f64
-    } else {
-        use rand::seq::SliceRandom;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let draws = 20_000;
-        let hits = (0..draws)
-            .filter(|_| {
-                order.shuffle(&mut rng);
-                spearman(&depth, &order).abs() >= observed - tolerance
-            })
-            .count();
-        (1 + hits) as f64 / (1 + draws) as f64
-    }
-}
-
 /// Mean of `value(row)` over the rows where it is defined; NaN when it is defined nowhere.
 fn mean_of_defined(rows: usize, value: impl Fn(usize) -> Option<f64> + Sync + Send) -> f64 {
     let (sum, count) = (0..rows)
@@ -353,63 +301,6 @@ fn norm<T: Copy + Into<f64>>(values: &[T]) -> f64 {
 
 fn dot<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> f64 {
     a.iter().zip(b).map(|(&p, &q)| p.into() * q.into()).sum()
-}
-
-/// The q-quantile of ascending `sorted` values by linear interpolation between order statistics (numpy's default
-/// "linear", Hyndman & Fan 1996 type 7): position q·(n − 1). NaN for an empty slice.
-pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
-    let Some(last) = sorted.len().checked_sub(1) else {
-        return f64::NAN;
-    };
-    let position = q.clamp(0.0, 1.0) * last as f64;
-    let below = position.floor() as usize;
-    let above = (below + 1).min(last);
-    sorted[below] + (position - below as f64) * (sorted[above] - sorted[below])
-}
-
-/// Ranks 1..n, tied values sharing the mean of their ranks.
-pub fn average_ranks(values: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-    let mut ranks = vec![0.0; values.len()];
-    let mut start = 0;
-    while start < order.len() {
-        let mut end = start + 1;
-        while end < order.len() && values[order[end]] == values[order[start]] {
-            end += 1;
-        }
-        let shared = (start + end + 1) as f64 / 2.0;
-        order[start..end]
-            .iter()
-            .for_each(|&index| ranks[index] = shared);
-        start = end;
-    }
-    ranks
-}
-
-/// Spearman's rank correlation: Pearson's r of the average ranks (ties share a rank). NaN when either side is
-/// constant or has fewer than two values.
-pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
-    pearson(&average_ranks(x), &average_ranks(y))
-}
-
-#[cfg(test)]
-mod p_value_tests {
-    use super::*;
-
-    #[test]
-    fn exact_rank_trend_p_values() {
-        // A perfectly monotone sequence of 4: only 2 of the 24 orders reach |ρ| = 1.
-        assert!((rank_trend_p_value(&[4.0, 3.0, 2.0, 1.0], 0) - 2.0 / 24.0).abs() < 1e-12);
-        // Of 5 values: 2 of 120.
-        assert!((rank_trend_p_value(&[5.0, 4.0, 3.0, 2.0, 1.0], 0) - 2.0 / 120.0).abs() < 1e-12);
-        // ρ = 0 is reached by every order.
-        // (1, 3, 2) has ρ = 0.5, and every order of 3 values has |ρ| >= 0.5.
-        assert!((rank_trend_p_value(&[1.0, 3.0, 2.0], 0) - 1.0).abs() < 1e-12);
-        // Beyond 8 values the Monte Carlo estimate of a monotone trend is tiny.
-        let ten: Vec<f64> = (0..10).map(|i| -(i as f64)).collect();
-        assert!(rank_trend_p_value(&ten, 1) < 0.001);
-    }
 }
 
 #[cfg(test)]
@@ -479,31 +370,6 @@ mod tests {
         let result = profile(&layers, 1, 2);
         assert!((result.straightness - 2f64.sqrt() / 2.0).abs() < 1e-15);
         assert!(result.layers[1].cos_prev.unwrap().abs() < 1e-15);
-    }
-
-    #[test]
-    fn quantiles_of_a_known_vector() {
-        // numpy.quantile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [0.05, 0.5, 0.95]) = [1.45, 5.5, 9.55].
-        let values: Vec<f64> = (1..=10).map(f64::from).collect();
-        assert!((quantile_sorted(&values, 0.05) - 1.45).abs() < 1e-12);
-        assert!((quantile_sorted(&values, 0.5) - 5.5).abs() < 1e-12);
-        assert!((quantile_sorted(&values, 0.95) - 9.55).abs() < 1e-12);
-        assert_eq!(quantile_sorted(&[7.0], 0.3), 7.0);
-        assert!(quantile_sorted(&[], 0.5).is_nan());
-    }
-
-    #[test]
-    fn spearman_with_ties_matches_the_hand_computation() {
-        // x = (1, 2, 3, 4, 5) ranks (1..5); y = (10, 20, 20, 40, 30) ranks (1, 2.5, 2.5, 5, 4).
-        // Centred ranks: x (−2, −1, 0, 1, 2), y (−2, −0.5, −0.5, 2, 1); Σxy = 4 + 0.5 + 0 + 2 + 2 = 8.5,
-        // Σx² = 10, Σy² = 4 + 0.25 + 0.25 + 4 + 1 = 9.5, ρ = 8.5 / sqrt(95).
-        let rho = spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[10.0, 20.0, 20.0, 40.0, 30.0]);
-        assert!((rho - 8.5 / 95f64.sqrt()).abs() < 1e-12, "{rho}");
-        assert_eq!(
-            average_ranks(&[3.0, 1.0, 3.0, 3.0]),
-            vec![3.0, 1.0, 3.0, 3.0]
-        );
-        assert!(spearman(&[1.0, 2.0, 3.0], &[5.0, 5.0, 5.0]).is_nan());
     }
 
     #[test]

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use weatherlens_probes::analysis;
-use weatherlens_probes::capture::recording_dir;
+use weatherlens::report::analysis::analysis_markdown;
+use weatherlens::stages::analyze::analyze;
+use weatherlens::stages::probe::recording_dir;
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
@@ -29,11 +30,11 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
             .parent()
             .map_or_else(|| PathBuf::from("analysis"), |p| p.join("analysis"))
     });
-    let result = analysis::analyze(&recording, &out, args.bootstrap)?;
+    let result = analyze(&recording, &out, args.bootstrap)?;
     if args.json {
         super::print_json(&result)
     } else {
-        println!("{}", analysis::report_markdown(&result));
+        println!("{}", analysis_markdown(&result));
         tracing::info!("wrote {}", out.display());
         Ok(())
     }

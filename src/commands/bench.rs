@@ -3,19 +3,22 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use burn::prelude::Device;
+use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use serde::Serialize;
+use weatherlens::bench::alignment::alignment_speed;
+use weatherlens::bench::atmosphere::benchmark_simulation;
+use weatherlens::bench::io::{IoBenchSize, bench_netcdf_io};
+use weatherlens::bench::loader::{LoaderBenchSize, bench_loader};
+use weatherlens::bench::mesh::graph_build;
+use weatherlens::bench::model::{ModelBenchOptions, model_step};
+use weatherlens::bench::probe::recording_overhead;
+use weatherlens::bench::processor::{export_mesh as write_mesh_json, processor_step};
+use weatherlens::bench::sht::benchmark_sht;
 use weatherlens_models::config::ProcessorKind;
-use weatherlens_models::graph::bench_build;
 use weatherlens_models::grid::{LatLonGrid, LatitudeOrder, PoleRows};
-use weatherlens_probes::alignment::benchmark_alignment;
-use weatherlens_probes::overhead::recording_overhead;
-use weatherlens_training::atmosphere::bench::{benchmark_sht, benchmark_simulation};
-use weatherlens_training::bench::{self, LoaderBenchSize, ModelBenchOptions};
 use weatherlens_training::config::RunConfig;
-use weatherlens_training::dataset::{IoBenchSize, bench_netcdf_io};
+
+use super::Context;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -200,7 +203,8 @@ enum PolesArg {
     Excluded,
 }
 
-pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
+pub fn run(args: BenchArgs, context: &Context) -> Result<()> {
+    let (device, kernels) = (&context.device, context.kernels);
     match args.what {
         BenchCommand::Processor {
             mesh_level,
@@ -213,14 +217,21 @@ pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
             json,
         } => {
             if let Some(path) = &export_mesh {
-                bench::export_mesh(mesh_level, path)?;
+                write_mesh_json(mesh_level, path)?;
                 tracing::info!("wrote the R{mesh_level} multimesh to {}", path.display());
                 if export_only {
                     return Ok(());
                 }
             }
-            let result =
-                bench::processor_step(mesh_level, latent, layers, steps, kind.into(), device)?;
+            let result = processor_step(
+                mesh_level,
+                latent,
+                layers,
+                steps,
+                kind.into(),
+                kernels,
+                device,
+            )?;
             if json {
                 return super::print_json(&result);
             }
@@ -268,7 +279,7 @@ pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
                 channels,
                 steps,
             };
-            let r = bench::model_step(&run_config, &options, device)
+            let r = model_step(&run_config, &options, kernels, device)
                 .with_context(|| format!("benchmarking the model of {}", config.display()))?;
             if json {
                 return super::print_json(&r);
@@ -322,31 +333,14 @@ pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
                 PolesArg::Excluded => PoleRows::Excluded,
             };
             let grid = LatLonGrid::equiangular(n_lat, n_lon, poles, LatitudeOrder::Descending)?;
-            let r = bench_build(&grid, mesh_level)?;
-            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-            let figures = MeshFigures {
-                mesh_level,
-                n_lat,
-                n_lon,
-                grid_points: r.grid_points,
-                mesh_nodes: r.mesh_nodes,
-                mesh_edges: r.mesh_edges,
-                grid2mesh_edges: r.grid2mesh_edges,
-                mesh2grid_edges: r.mesh2grid_edges,
-                mesh_nodes_without_grid_senders: r.mesh_nodes_without_grid_senders,
-                multimesh_ms: ms(r.multimesh),
-                grid2mesh_ms: ms(r.grid2mesh),
-                mesh2grid_ms: ms(r.mesh2grid),
-                features_ms: ms(r.features),
-                total_ms: ms(r.total),
-            };
+            let figures = graph_build(&grid, mesh_level)?;
             if json {
                 return super::print_json(&figures);
             }
             println!(
                 "graph build, R{mesh_level} multimesh ({} nodes, {} edges) + {n_lat}x{n_lon} grid ({} points, \
                  {} grid2mesh, {} mesh2grid edges): {:.1} ms total = multimesh {:.1} + grid2mesh {:.1} + \
-                 mesh2grid {:.1} + features {:.1} ms",
+                 mesh2grid {:.1} ms + node and edge features",
                 figures.mesh_nodes,
                 figures.mesh_edges,
                 figures.grid_points,
@@ -355,8 +349,7 @@ pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
                 figures.total_ms,
                 figures.multimesh_ms,
                 figures.grid2mesh_ms,
-                figures.mesh2grid_ms,
-                figures.features_ms
+                figures.mesh2grid_ms
             );
             Ok(())
         }
@@ -425,7 +418,7 @@ pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
                     times_per_chunk: 8,
                 },
             )?;
-            let loader = bench::bench_loader(
+            let loader = bench_loader(
                 &dir,
                 LoaderBenchSize {
                     times: loader_times,
@@ -476,7 +469,7 @@ pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
             let run_config = RunConfig::load(&config)?;
             let scratch =
                 tempfile::tempdir().context("creating a scratch folder for the recording")?;
-            let r = recording_overhead(&run_config, steps, scratch.path(), device)
+            let r = recording_overhead(&run_config, steps, scratch.path(), kernels, device)
                 .with_context(|| format!("timing the recording of {}", config.display()))?;
             if json {
                 return super::print_json(&r);
@@ -502,7 +495,7 @@ pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
             k,
             json,
         } => {
-            let r = benchmark_alignment(samples, features, k, 0)?;
+            let r = alignment_speed(samples, features, k, 0)?;
             if json {
                 return super::print_json(&r);
             }
@@ -514,25 +507,6 @@ pub fn run(args: BenchArgs, device: &Device) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// `bench mesh --json`.
-#[derive(Debug, Serialize)]
-struct MeshFigures {
-    mesh_level: u32,
-    n_lat: usize,
-    n_lon: usize,
-    grid_points: usize,
-    mesh_nodes: usize,
-    mesh_edges: usize,
-    grid2mesh_edges: usize,
-    mesh2grid_edges: usize,
-    mesh_nodes_without_grid_senders: usize,
-    multimesh_ms: f64,
-    grid2mesh_ms: f64,
-    mesh2grid_ms: f64,
-    features_ms: f64,
-    total_ms: f64,
 }
 
 fn mib(value: Option<f64>) -> String {

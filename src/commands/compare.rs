@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
+use weatherlens::report::plot::{HeatMap, heat_map};
 use weatherlens_probes::alignment::{CompareOptions, Preprocessing, Representation, compare};
 use weatherlens_probes::inputs::{Region, Rows, load_matrix};
 use weatherlens_probes::layer_alignment::layer_cka;
@@ -83,7 +84,20 @@ pub fn run(args: CompareArgs) -> Result<()> {
     };
     if args.layers {
         let stem = args.out.clone().unwrap_or_else(|| args.a.join("layer_cka"));
-        let result = layer_cka(&args.a, &args.b, rows, Some(&stem))?;
+        let result = layer_cka(&args.a, &args.b, rows)?;
+        let label = |side: &str, layers: &[usize]| -> Vec<String> {
+            layers.iter().map(|l| format!("{side} {l}")).collect()
+        };
+        heat_map(
+            &stem,
+            &HeatMap {
+                title: "unbiased CKA between processor layers (X_{i+1})",
+                row_labels: &label("A", &result.layers_a),
+                column_labels: &label("B", &result.layers_b),
+                values: &result.cka,
+                value_range: Some((0.0, 1.0)),
+            },
+        )?;
         if args.json {
             return super::print_json(&result);
         }

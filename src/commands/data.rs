@@ -2,13 +2,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use weatherlens_training::atmosphere::{AtmosphereConfig, simulate_with_progress};
 use weatherlens_training::data::SYNTHETIC_FILE;
 use weatherlens_training::dataset::{self, write_era5};
 
-use super::{print_json, progress_bar};
+use weatherlens::progress;
+
+use super::{Context, print_json};
 
 #[derive(Debug, Args)]
 pub struct DataArgs {
@@ -49,7 +51,7 @@ enum DataCommand {
     },
 }
 
-pub fn run(args: DataArgs) -> Result<()> {
+pub fn run(args: DataArgs, context: &Context) -> Result<()> {
     match args.what {
         DataCommand::MakeSynthetic {
             out,
@@ -70,7 +72,7 @@ pub fn run(args: DataArgs) -> Result<()> {
             atmosphere.output_n_lat = n_lat;
             atmosphere.output_n_lon = 2 * n_lat;
             atmosphere.seed = seed;
-            let bar = progress_bar("simulate", (4.0 * days).round() as u64);
+            let bar = progress::bar("simulate", (4.0 * days).round() as u64, context.progress);
             let dataset =
                 simulate_with_progress(&atmosphere, days, |done, _| bar.set_position(done as u64))?;
             bar.finish_and_clear();

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use weatherlens::report::plot::{HeatMap, heat_map};
 use weatherlens_probes::error_correlation::{CaseError, error_correlation, read_case_errors};
-use weatherlens_probes::plot::{HeatMap, heat_map};
 
 #[derive(Debug, Args)]
 pub struct ErrorsArgs {

@@ -4,15 +4,15 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use burn::prelude::Device;
 use clap::Args;
-use weatherlens_probes::jacobian::{
-    self, AsymmetryOptions, JacobianOptions, ProbeDistribution, RangeOptions,
-};
+use weatherlens::report::jacobian::jacobian_markdown;
+use weatherlens::stages::jacobian::{JacobianOptions, jacobian};
+use weatherlens::stages::run_folder;
+use weatherlens_probes::jacobian::{AsymmetryOptions, ProbeDistribution, RangeOptions};
 use weatherlens_training::restore::restore;
 
-use super::evaluate::run_folder;
-use super::probe::parse_split;
+use super::Context;
+use super::probe::{parse_layers, parse_split};
 
 #[derive(Debug, Args)]
 pub struct JacobianArgs {
@@ -48,17 +48,7 @@ pub struct JacobianArgs {
     pub json: bool,
 }
 
-fn parse_layers(spec: &str) -> Result<Vec<usize>> {
-    if spec == "all" {
-        return Ok(Vec::new());
-    }
-    spec.split(',')
-        .map(|l| l.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("--layers {spec}: {e}"))
-}
-
-pub fn run(args: JacobianArgs, device: &Device) -> Result<()> {
+pub fn run(args: JacobianArgs, context: &Context) -> Result<()> {
     if args.probes < 2 {
         bail!("--probes {}: at least 2 are needed", args.probes);
     }
@@ -82,16 +72,15 @@ pub fn run(args: JacobianArgs, device: &Device) -> Result<()> {
             ..RangeOptions::default()
         },
     };
-    let restored = restore(&args.checkpoint, device)?;
-    let report = jacobian::diagnose(&restored, &options)?;
+    let restored = restore(&args.checkpoint, &context.device, context.kernels)?;
     let out = args
         .out
         .unwrap_or_else(|| run_folder(&args.checkpoint).join("jacobian"));
-    jacobian::write_outputs(&report, &out)?;
+    let report = jacobian(&restored, &options, &out)?;
     if args.json {
         super::print_json(&report)
     } else {
-        println!("{}", jacobian::report_markdown(&report));
+        println!("{}", jacobian_markdown(&report));
         tracing::info!("wrote {}", out.display());
         Ok(())
     }

@@ -15,6 +15,7 @@ mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use weatherlens_models::fused::Kernels;
 
 use crate::device::DeviceKind;
 
@@ -25,10 +26,10 @@ pub struct Cli {
     /// Compute backend.
     #[arg(long, global = true, value_enum, default_value_t = DeviceKind::Flex)]
     pub device: DeviceKind,
-    /// `plain` runs the model with burn's own ops (the reference implementation) instead of the fused CPU
-    /// kernels; results agree to float round-off (benchmarks and checks).
-    #[arg(long, global = true, value_enum, default_value_t = Kernels::Fused)]
-    pub kernels: Kernels,
+    /// `fused` (default) or `plain`: `plain` runs the model with burn's own ops (the reference implementation)
+    /// instead of the fused CPU kernels; results agree to float round-off (benchmarks and checks).
+    #[arg(long, global = true, default_value = "fused", value_parser = ["fused", "plain"])]
+    pub kernels: String,
     /// More log output (-v info is the default; -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -37,13 +38,6 @@ pub struct Cli {
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Which implementation of the message-passing step the model runs ([`weatherlens_models::fused`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Kernels {
-    Fused,
-    Plain,
 }
 
 impl Cli {
@@ -84,36 +78,34 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
-pub fn run(cli: Cli) -> Result<()> {
-    let device = cli.device.device()?;
-    let quiet = cli.quiet;
-    weatherlens_models::fused::set_enabled(cli.kernels == Kernels::Fused);
-    match cli.command {
-        Command::Demo(args) => demo::run(args, &device, quiet),
-        Command::Summary(args) => summary::run(args, &device),
-        Command::Data(args) => data::run(args),
-        Command::Evaluate(args) => evaluate::run(args, &device),
-        Command::Train(args) => train::run(args, &device, quiet),
-        Command::Probe(args) => probe::run(args, &device),
-        Command::Analyze(args) => analyze::run(args),
-        Command::Jacobian(args) => jacobian::run(args, &device),
-        Command::Compare(args) => compare::run(args),
-        Command::Errors(args) => errors::run(args),
-        Command::Study(args) => study::run(args, &device, quiet),
-        Command::Bench(args) => bench::run(args, &device),
-    }
+/// What every command may need besides its own arguments.
+pub struct Context {
+    pub device: burn::prelude::Device,
+    pub kernels: Kernels,
+    /// Show progress bars (not with `--quiet`).
+    pub progress: bool,
 }
 
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-pub fn progress_bar(what: &str, total: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} eta {{eta}}"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
+pub fn run(cli: Cli) -> Result<()> {
+    let context = Context {
+        device: cli.device.device()?,
+        kernels: cli.kernels.parse().map_err(anyhow::Error::msg)?,
+        progress: !cli.quiet,
+    };
+    match cli.command {
+        Command::Demo(args) => demo::run(args, &context),
+        Command::Summary(args) => summary::run(args, &context),
+        Command::Data(args) => data::run(args, &context),
+        Command::Evaluate(args) => evaluate::run(args, &context),
+        Command::Train(args) => train::run(args, &context),
+        Command::Probe(args) => probe::run(args, &context),
+        Command::Analyze(args) => analyze::run(args),
+        Command::Jacobian(args) => jacobian::run(args, &context),
+        Command::Compare(args) => compare::run(args),
+        Command::Errors(args) => errors::run(args),
+        Command::Study(args) => study::run(args, &context),
+        Command::Bench(args) => bench::run(args, &context),
+    }
 }
 
 /// Print `value` as the one JSON object on stdout (`--json` contract of DESIGN.md).

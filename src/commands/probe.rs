@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use burn::prelude::Device;
 use clap::Args;
-use weatherlens_probes::capture::{CaptureOptions, capture};
+use weatherlens::stages::probe::{CaptureOptions, probe};
+use weatherlens::stages::run_folder;
 use weatherlens_probes::record::NodeSelection;
 use weatherlens_training::restore::restore;
 use weatherlens_training::windows::Split;
 
-use super::evaluate::run_folder;
+use super::Context;
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
@@ -57,6 +57,17 @@ fn parse_nodes(spec: &str) -> Result<NodeSelection> {
     })
 }
 
+/// `all` (empty: every layer) or a comma list like `0,3,7`.
+pub fn parse_layers(spec: &str) -> Result<Vec<usize>> {
+    if spec == "all" {
+        return Ok(Vec::new());
+    }
+    spec.split(',')
+        .map(|l| l.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--layers {spec}: {e}"))
+}
+
 pub fn parse_split(split: &str) -> Result<Split> {
     Ok(match split {
         "train" => Split::Train,
@@ -66,29 +77,20 @@ pub fn parse_split(split: &str) -> Result<Split> {
     })
 }
 
-pub fn run(args: ProbeArgs, device: &Device) -> Result<()> {
-    let layers = if args.layers == "all" {
-        Vec::new()
-    } else {
-        args.layers
-            .split(',')
-            .map(|l| l.trim().parse::<usize>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("--layers {}: {e}", args.layers))?
-    };
+pub fn run(args: ProbeArgs, context: &Context) -> Result<()> {
     let options = CaptureOptions {
-        layers,
+        layers: parse_layers(&args.layers)?,
         nodes: parse_nodes(&args.nodes)?,
         split: parse_split(&args.split)?,
         every_hours: args.every_hours,
         samples: args.samples,
         ..CaptureOptions::default()
     };
-    let restored = restore(&args.checkpoint, device)?;
+    let restored = restore(&args.checkpoint, &context.device, context.kernels)?;
     let out = args
         .out
         .unwrap_or_else(|| run_folder(&args.checkpoint).join("probes"));
-    let meta = capture(&restored, &options, &out)?;
+    let meta = probe(&restored, &options, &out)?;
     tracing::info!(
         "recorded {} hook points x {} samples x {} nodes into {}",
         meta.hooks.len(),

@@ -4,10 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use burn::prelude::Device;
 use clap::Args;
-use weatherlens_probes::study::{StudyConfig, execute_all};
-use weatherlens_probes::study_report::{StudyReport, write_study_report};
+use weatherlens::report::study::{StudyReport, collect, markdown, render};
+use weatherlens::study::{ExecuteOptions, StudyConfig, execute_all};
+use weatherlens_models::files::AtomicDir;
+
+use super::Context;
 
 #[derive(Debug, Args)]
 pub struct StudyArgs {
@@ -22,24 +24,31 @@ pub struct StudyArgs {
     pub nulls: usize,
 }
 
-/// Run a study and write its report; returns the report and its folder.
+/// Runs a study and writes its report; returns the report and its folder.
 pub fn run_study(
     config_path: &Path,
     runs_root: &Path,
     nulls: usize,
-    device: &Device,
-    quiet: bool,
+    context: &Context,
 ) -> Result<(StudyReport, PathBuf)> {
     let study = StudyConfig::load(config_path)?;
     let planned = study.plan(config_path, runs_root)?;
-    let outcomes = execute_all(&planned, &study.probe, study.parallel_runs, device, !quiet);
+    let options = ExecuteOptions {
+        probe: study.probe.clone(),
+        kernels: context.kernels,
+        progress: context.progress,
+    };
+    let outcomes = execute_all(&planned, &options, study.parallel_runs, &context.device);
     let failed: Vec<&str> = outcomes
         .iter()
         .filter(|o| o.error.is_some())
         .map(|o| o.name.as_str())
         .collect();
     let out = runs_root.join(&study.name).join("report");
-    let report = write_study_report(&study.name, &planned, &outcomes, nulls, &out)?;
+    let report = collect(&study.name, &planned, &outcomes, nulls)?;
+    let unit = AtomicDir::create(&out)?;
+    render(&report, unit.path())?;
+    unit.commit()?;
     if !failed.is_empty() {
         tracing::warn!(
             "failed runs: {} (see {}/report.md)",
@@ -50,9 +59,9 @@ pub fn run_study(
     Ok((report, out))
 }
 
-pub fn run(args: StudyArgs, device: &Device, quiet: bool) -> Result<()> {
-    let (report, out) = run_study(&args.config, &args.runs, args.nulls, device, quiet)?;
-    println!("{}", weatherlens_probes::study_report::markdown(&report));
+pub fn run(args: StudyArgs, context: &Context) -> Result<()> {
+    let (report, out) = run_study(&args.config, &args.runs, args.nulls, context)?;
+    println!("{}", markdown(&report));
     tracing::info!("wrote {}", out.display());
     if report.runs.iter().all(|r| r.error.is_some()) {
         bail!("every run of the study failed");

@@ -6,8 +6,6 @@ use std::time::Instant;
 
 use anyhow::Result;
 use burn::module::Module;
-use burn::prelude::*;
-use burn::tensor::Distribution;
 use clap::Args;
 use weatherlens_models::config::ProcessorKind;
 use weatherlens_models::graph::ModelGraph;
@@ -15,7 +13,10 @@ use weatherlens_models::graph_tensors::GraphTensors;
 use weatherlens_models::grid::{LatLonGrid, LatitudeOrder, PoleRows};
 use weatherlens_models::hooks::Hooks;
 use weatherlens_models::model::WeatherModel;
+use weatherlens_models::seed::seeded;
 use weatherlens_training::config::RunConfig;
+
+use super::Context;
 
 #[derive(Debug, Args)]
 pub struct SummaryArgs {
@@ -26,7 +27,8 @@ pub struct SummaryArgs {
     pub channels: usize,
 }
 
-pub fn run(args: SummaryArgs, device: &Device) -> Result<()> {
+pub fn run(args: SummaryArgs, context: &Context) -> Result<()> {
+    let device = &context.device;
     let config = RunConfig::load(&args.config)?;
     let atmosphere = &config.data.synthetic.atmosphere;
     let grid = LatLonGrid::equiangular(
@@ -38,16 +40,13 @@ pub fn run(args: SummaryArgs, device: &Device) -> Result<()> {
     let started = Instant::now();
     let graph = ModelGraph::build(&grid, config.model.mesh_level)?;
     let graph_ms = started.elapsed().as_secs_f64() * 1e3;
-    device.seed(config.seed);
-    let model = WeatherModel::new(&config.model, 2 * args.channels, args.channels, device);
+    let model = seeded(config.seed, device, || {
+        WeatherModel::new(&config.model, 2 * args.channels, args.channels, device)
+    });
     let attention =
         (config.model.processor == ProcessorKind::Transformer).then_some(config.model.attention);
-    let tensors = GraphTensors::new(&graph, attention, device);
-    let input = Tensor::<3>::random(
-        [1, grid.num_points(), 2 * args.channels],
-        Distribution::Normal(0.0, 1.0),
-        device,
-    );
+    let tensors = GraphTensors::new(&graph, attention, context.kernels, device);
+    let input = weatherlens::bench::random([1, grid.num_points(), 2 * args.channels], 0, device);
     let _ = model
         .forward(&tensors, input.clone(), &Hooks::none())
         .into_data();

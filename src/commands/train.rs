@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use burn::prelude::Device;
 use clap::Args;
+use weatherlens::progress;
+use weatherlens::stages::train::{TrainOptions, train};
 use weatherlens_training::config::RunConfig;
-use weatherlens_training::trainer::{self, TrainOptions};
+
+use super::Context;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -24,20 +26,21 @@ pub struct TrainArgs {
     pub stop_at: Option<usize>,
 }
 
-pub fn run(args: TrainArgs, device: &Device, quiet: bool) -> Result<()> {
+pub fn run(args: TrainArgs, context: &Context) -> Result<()> {
     let config = RunConfig::load(&args.config)?;
     let run_dir = args
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
-    let report = trainer::train(
+    let report = train(
         &config,
         &TrainOptions {
             run_dir,
             resume: args.resume,
-            progress_bar: !quiet,
+            progress: progress::bar("train", config.training.steps as u64, context.progress),
             stop_at: args.stop_at,
+            kernels: context.kernels,
         },
-        device,
+        &context.device,
     )?;
     tracing::info!(
         "trained {} steps in {:.0} s: train loss {:.4}, val loss {}; checkpoint {}",

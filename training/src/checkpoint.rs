@@ -15,6 +15,7 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use weatherlens_models::files::{AtomicDir, FileError};
 
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
@@ -23,11 +24,8 @@ const PREFIX: &str = "checkpoint-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path}: not a readable safetensors file ({reason})")]
     Corrupt { path: PathBuf, reason: String },
     #[error("{path}: does not fit the model the config builds: {reason}")]
@@ -44,10 +42,7 @@ pub enum CheckpointError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| FileError::new("accessing", path, source).into()
 }
 
 /// Give every parameter an id from its position in the module (0, 1, 2, ...).
@@ -81,14 +76,10 @@ pub fn save<M: Module + ModuleSnapshot, R: Serialize>(
     run: &R,
     keep_last: usize,
 ) -> Result<PathBuf, CheckpointError> {
-    fs::create_dir_all(run_dir).map_err(io(run_dir))?;
     let final_dir = run_dir.join(folder_name(step));
-    let tmp_dir = run_dir.join(format!(".{}.tmp", folder_name(step)));
-    if tmp_dir.exists() {
-        fs::remove_dir_all(&tmp_dir).map_err(io(&tmp_dir))?;
-    }
-    fs::create_dir_all(&tmp_dir).map_err(io(&tmp_dir))?;
-    let written = (|| {
+    let unit = AtomicDir::create(&final_dir)?;
+    let tmp_dir = unit.path();
+    {
         let model_path = tmp_dir.join(MODEL_FILE);
         let mut store = SafetensorsStore::from_file(&model_path);
         model
@@ -109,16 +100,9 @@ pub fn save<M: Module + ModuleSnapshot, R: Serialize>(
             path: run_path.clone(),
             source,
         })?;
-        fs::write(&run_path, json).map_err(io(&run_path))
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_dir_all(&tmp_dir);
-        return Err(e);
+        fs::write(&run_path, json).map_err(io(&run_path))?;
     }
-    if final_dir.exists() {
-        fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
-    }
-    fs::rename(&tmp_dir, &final_dir).map_err(io(&final_dir))?;
+    unit.commit()?;
     prune(run_dir, keep_last)?;
     Ok(final_dir)
 }
@@ -205,10 +189,12 @@ pub fn load_optimizer(
 ) -> Result<ModuleOptimizer, CheckpointError> {
     let path = checkpoint.join(OPTIMIZER_FILE);
     if !path.is_file() {
-        return Err(CheckpointError::Io {
-            path,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "optimizer state missing"),
-        });
+        return Err(FileError::new(
+            "reading",
+            &path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "optimizer state missing"),
+        )
+        .into());
     }
     optimizer.load(&path).map_err(|e| CheckpointError::Store {
         path,
@@ -362,14 +348,13 @@ mod tests {
         assert!(err.contains("model.safetensors"), "{err}");
         assert!(matches!(
             latest(&dir.path().join("nothing-here")),
-            Err(CheckpointError::Io { .. })
+            Err(CheckpointError::File(_))
         ));
     }
 
     #[test]
     fn optimizer_state_survives_a_rebuild_of_the_model() {
         let device = Device::flex().autodiff();
-        device.seed(1);
         let dir = tempfile::tempdir().unwrap();
         let x = Tensor::<2>::ones([5, 3], &device);
         let step = |model: Tiny, optim: &mut ModuleOptimizer| {

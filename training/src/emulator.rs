@@ -6,6 +6,7 @@
 
 use burn::prelude::*;
 use weatherlens_models::config::{ModelConfig, ProcessorKind};
+use weatherlens_models::fused::Kernels;
 use weatherlens_models::graph::ModelGraph;
 use weatherlens_models::graph_tensors::GraphTensors;
 use weatherlens_models::hooks::Hooks;
@@ -17,10 +18,12 @@ pub struct Emulator {
     pub model: WeatherModel,
     pub graph: GraphTensors,
     pub stats: NormalisationStats,
-    /// mean, std, diff_std / std: [1, 1, channels]
+    /// mean, std: [1, 1, channels]
     mean: Tensor<3>,
     std: Tensor<3>,
-    residual_scale: Tensor<3>,
+    /// diff_std / std, [1, 1, channels]: the change of the normalised state per unit of the model's
+    /// normalised residual output.
+    residual_to_state: Tensor<3>,
     grid_points: usize,
     channels: usize,
 }
@@ -31,6 +34,7 @@ impl Emulator {
         config: &ModelConfig,
         graph: &ModelGraph,
         stats: NormalisationStats,
+        kernels: Kernels,
         device: &Device,
     ) -> Self {
         let attention =
@@ -48,8 +52,8 @@ impl Emulator {
         Self {
             mean: per_channel(stats.means()),
             std: per_channel(stats.stds()),
-            residual_scale: per_channel(scale),
-            graph: GraphTensors::new(graph, attention, device),
+            residual_to_state: per_channel(scale),
+            graph: GraphTensors::new(graph, attention, kernels, device),
             grid_points: graph.num_grid_points(),
             channels,
             model,
@@ -93,20 +97,27 @@ impl Emulator {
             .expect("converted to f32 above")
     }
 
+    /// The model's input for one step: the two normalised states side by side along channels.
+    ///
+    /// previous, current: [batch, grid_points, channel] -> [batch, grid_points, 2·channel]
+    pub fn input(&self, previous: Tensor<3>, current: Tensor<3>) -> Tensor<3> {
+        Tensor::cat(vec![previous, current], 2)
+    }
+
     /// One 6-hour step: (s_{t−Δ}, s_t) -> s_{t+Δ}.
     ///
     /// previous, current: [batch, grid_points, channel] -> [batch, grid_points, channel]
     pub fn step(&self, previous: Tensor<3>, current: Tensor<3>, hooks: &Hooks) -> Tensor<3> {
-        let input = Tensor::cat(vec![previous, current.clone()], 2);
+        let input = self.input(previous, current.clone());
         let residual = self.model.forward(&self.graph, input, hooks);
-        current + residual * self.residual_scale.clone()
+        current + residual * self.residual_to_state.clone()
     }
 
     /// Express a state error in units of the residual's std (GraphCast's loss scale): `(s − s_true) / (diff_std / std)`.
     ///
     /// [batch, grid_points, channel] -> same
     pub fn in_residual_units(&self, state_error: Tensor<3>) -> Tensor<3> {
-        state_error / self.residual_scale.clone()
+        state_error / self.residual_to_state.clone()
     }
 
     /// Autoregressive forecast of `lead_steps` steps from two physical frames per case.

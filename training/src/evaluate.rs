@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+use weatherlens_models::fused::Kernels;
 
 use crate::atmosphere::{AtmosphereError, PhysicsBaseline};
 use crate::config::DataSource;
@@ -138,14 +139,18 @@ fn cases(
 }
 
 /// Evaluate the checkpoint in `checkpoint_dir` (a run folder or checkpoint folder) on its config's test split.
-pub fn evaluate(checkpoint_dir: &Path, device: &Device) -> Result<Evaluation, EvaluateError> {
+pub fn evaluate(
+    checkpoint_dir: &Path,
+    device: &Device,
+    kernels: Kernels,
+) -> Result<Evaluation, EvaluateError> {
     let Restored {
         checkpoint,
         state,
         dataset,
         graph,
         emulator,
-    } = restore(checkpoint_dir, device)?;
+    } = restore(checkpoint_dir, device, kernels)?;
     let config = &state.config;
     let channel_names: Vec<String> = dataset.channels.iter().map(|c| c.name.clone()).collect();
     let climatology = Climatology::load(
@@ -282,48 +287,6 @@ pub fn evaluate(checkpoint_dir: &Path, device: &Device) -> Result<Evaluation, Ev
         cases: cases_out,
         forecasts_per_second: anchors.len() as f64 / seconds.max(1e-9),
     })
-}
-
-/// Write `scorecard.csv` and `errors.csv` into `out_dir` (temporary names, then rename).
-pub fn write_tables(
-    evaluation: &Evaluation,
-    out_dir: &Path,
-) -> Result<(PathBuf, PathBuf), EvaluateError> {
-    std::fs::create_dir_all(out_dir).map_err(|e| EvaluateError::Output {
-        path: out_dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let scorecard = write_csv(&out_dir.join(SCORECARD_CSV), &evaluation.scores)?;
-    let errors = write_csv(&out_dir.join(ERRORS_CSV), &evaluation.cases)?;
-    Ok((scorecard, errors))
-}
-
-fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<PathBuf, EvaluateError> {
-    let fail = |reason: String| EvaluateError::Output {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let tmp = path.with_extension("csv.tmp");
-    let mut writer = csv::Writer::from_path(&tmp).map_err(|e| fail(e.to_string()))?;
-    for row in rows {
-        writer.serialize(row).map_err(|e| fail(e.to_string()))?;
-    }
-    writer.flush().map_err(|e| fail(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))?;
-    Ok(path.to_path_buf())
-}
-
-/// Read `scorecard.csv`.
-pub fn read_scorecard(path: &Path) -> Result<Vec<ScoreRow>, EvaluateError> {
-    let fail = |reason: String| EvaluateError::Output {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut reader = csv::Reader::from_path(path).map_err(|e| fail(e.to_string()))?;
-    reader
-        .deserialize()
-        .collect::<Result<Vec<ScoreRow>, _>>()
-        .map_err(|e| fail(e.to_string()))
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! atmosphere), normalisation, the GraphCast objective, the trainer, checkpoints and skill metrics.
 
 pub mod atmosphere;
-pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use weatherlens_models::fused::Kernels;
 use weatherlens_models::graph::ModelGraph;
 use weatherlens_models::grid::LatLonGrid;
 
@@ -35,8 +36,9 @@ pub struct Restored {
     pub emulator: Emulator,
 }
 
-/// Load the newest checkpoint of `dir` (a run folder or a checkpoint folder) with its data on `device`.
-pub fn restore(dir: &Path, device: &Device) -> Result<Restored, RestoreError> {
+/// Load the newest checkpoint of `dir` (a run folder or a checkpoint folder) with its data on `device`; its
+/// forward passes run `kernels`.
+pub fn restore(dir: &Path, device: &Device, kernels: Kernels) -> Result<Restored, RestoreError> {
     let checkpoint = checkpoint::latest(dir)?;
     let state: RunState = checkpoint::load_run(&checkpoint)?;
     let config = &state.config;
@@ -66,6 +68,7 @@ pub fn restore(dir: &Path, device: &Device) -> Result<Restored, RestoreError> {
         &config.model,
         &graph,
         state.normalisation.clone(),
+        kernels,
         device,
     );
     Ok(Restored {

@@ -14,12 +14,14 @@ use std::time::Instant;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
+use weatherlens_models::fused::Kernels;
 use weatherlens_models::graph::{GraphError, ModelGraph};
 use weatherlens_models::grid::{GridError, LatLonGrid};
 use weatherlens_models::hooks::Hooks;
 use weatherlens_models::model::WeatherModel;
+use weatherlens_models::seed::seeded;
 
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::RunConfig;
@@ -112,7 +114,10 @@ pub struct TrainOptions {
     pub run_dir: PathBuf,
     /// A run folder or checkpoint folder to continue from.
     pub resume: Option<PathBuf>,
-    pub progress_bar: bool,
+    /// Shows the steps done (hidden when nobody watches).
+    pub progress: ProgressBar,
+    /// Which implementation the model's forward and backward run.
+    pub kernels: Kernels,
     /// Stop after this many updates in total (simulates an interruption in tests); `None` = `training.steps`.
     pub stop_at: Option<usize>,
 }
@@ -219,15 +224,12 @@ fn slice_times(dataset: &Dataset, range: std::ops::Range<usize>) -> Dataset {
     }
 }
 
-/// Build the model of `config` with seeded weights and positional parameter ids.
+/// Build the model of `config` with weights drawn from `config.seed` and positional parameter ids.
 pub fn build_model(config: &RunConfig, channels: usize, device: &Device) -> WeatherModel {
-    device.seed(config.seed);
-    checkpoint::canonical_param_ids(WeatherModel::new(
-        &config.model,
-        2 * channels,
-        channels,
-        device,
-    ))
+    let model = seeded(config.seed, device, || {
+        WeatherModel::new(&config.model, 2 * channels, channels, device)
+    });
+    checkpoint::canonical_param_ids(model)
 }
 
 fn optimizer(config: &RunConfig) -> ModuleOptimizer {
@@ -347,6 +349,7 @@ pub fn train(
         &config.model,
         &prepared.graph,
         prepared.stats.clone(),
+        options.kernels,
         &train_device,
     );
     let schedule = config.training.lr_schedule();
@@ -362,7 +365,9 @@ pub fn train(
         .min(config.training.steps);
     let source: Arc<dyn crate::windows::FrameSource> = prepared.dataset.clone();
 
-    let bar = progress_bar(options.progress_bar, start_step, config.training.steps);
+    let bar = &options.progress;
+    bar.set_length(config.training.steps as u64);
+    bar.set_position(start_step as u64);
     let mut last_checkpoint = checkpoint::latest(run_dir).ok();
     let mut last_train_loss = f64::NAN;
     let mut last_val_loss = None;
@@ -475,6 +480,7 @@ fn validation_loss(
         &config.model,
         &prepared.graph,
         prepared.stats.clone(),
+        emulator.graph.kernels,
         device,
     );
     let weights = Tensor::<3>::from_data(weights.to_data(), device);
@@ -527,20 +533,6 @@ fn check_resumable(
         )));
     }
     Ok(())
-}
-
-fn progress_bar(show: bool, position: usize, total: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total as u64).with_position(position as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} train [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {

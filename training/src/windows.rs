@@ -16,9 +16,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{
-    Dataset, DatasetError, GridReader, iso8601, parse_iso8601_hours, uniform_step_hours,
-};
+use crate::dataset::{Dataset, DatasetError, GridReader, parse_iso8601_hours, uniform_step_hours};
 
 /// Defaults, in one place.
 mod defaults {
@@ -366,11 +364,6 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.anchor_time_hours.is_empty()
-    }
-
-    /// Anchor times as ISO 8601, for logs.
-    pub fn anchor_times_iso(&self) -> Vec<String> {
-        self.anchor_time_hours.iter().map(|&t| iso8601(t)).collect()
     }
 }
 

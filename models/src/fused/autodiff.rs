@@ -5,7 +5,7 @@
 //! gathered_bias_silu  y = silu(u), u = z + s[snd] + r[rcv] + b   ∂z = g·silu'(u), ∂s = segment_sum_snd(∂z),
 //!                                                                 ∂r = segment_sum_rcv(∂z), ∂b = Σ_rows ∂z
 //!                                                                 (keeps u)
-//! segment_sum         y_n = Σ_{index = n} (a + b)                  ∂a = ∂b = g[index]
+//! segment_sum         y_n = Σ_{index = n} v                        ∂v = g[index]
 //! bias_silu           y = silu(u), u = z + b                       ∂z = g·silu'(u), ∂b = Σ_rows ∂z (keeps u)
 //! layer_norm          y = x̂·γ + β, x̂ = norm(x + c)                ∂x, ∂c = Σ ∂x, ∂γ = Σ g·x̂, ∂β = Σ g
 //!                                                                 (keeps x̂, rstd, γ)
@@ -45,11 +45,11 @@ impl<B: FusedKernels> Backward<B, 4> for GatheredBiasSilu {
         let (u, sender_rows, receiver_rows) = ops.state;
         let (grad_u, grad_bias) = B::bias_silu_backward(u, grad);
         if let Some(node) = senders {
-            let grad = B::segment_sum_one(grad_u.clone(), sender_rows);
+            let grad = <B as FusedOps>::segment_sum(grad_u.clone(), sender_rows);
             grads.register::<B>(node.id, grad);
         }
         if let Some(node) = receivers {
-            let grad = B::segment_sum_one(grad_u.clone(), receiver_rows);
+            let grad = <B as FusedOps>::segment_sum(grad_u.clone(), receiver_rows);
             grads.register::<B>(node.id, grad);
         }
         if let Some(node) = bias {
@@ -64,18 +64,14 @@ impl<B: FusedKernels> Backward<B, 4> for GatheredBiasSilu {
 #[derive(Debug)]
 struct SegmentSum;
 
-impl<B: FusedKernels> Backward<B, 2> for SegmentSum {
+impl<B: FusedKernels> Backward<B, 1> for SegmentSum {
     type State = SegmentsPrimitive<B>;
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [a, b] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [values] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        if a.is_none() && b.is_none() {
-            return;
-        }
-        let gathered = B::gather(grad, ops.state);
-        for node in [a, b].into_iter().flatten() {
-            grads.register::<B>(node.id, gathered.clone());
+        if let Some(node) = values {
+            grads.register::<B>(node.id, B::gather(grad, ops.state));
         }
     }
 }
@@ -183,16 +179,15 @@ impl<B: FusedKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     }
 
     fn segment_sum(
-        a: FloatTensor<Self>,
-        b: FloatTensor<Self>,
+        values: FloatTensor<Self>,
         segments: SegmentsPrimitive<Self>,
     ) -> FloatTensor<Self> {
         let segments = inner(segments);
         let prep = SegmentSum
-            .prepare::<C>([a.node(), b.node()])
+            .prepare::<C>([values.node()])
             .compute_bound()
             .stateful();
-        let out = <B as FusedOps>::segment_sum(Self::inner(a), Self::inner(b), segments.clone());
+        let out = <B as FusedOps>::segment_sum(Self::inner(values), segments.clone());
         match prep {
             OpsKind::Tracked(prep) => prep.finish(segments, out),
             OpsKind::UnTracked(prep) => prep.finish(out),

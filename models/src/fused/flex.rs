@@ -161,8 +161,8 @@ impl FusedOps for Flex {
             .0
     }
 
-    fn segment_sum(a: FlexTensor, b: FlexTensor, segments: SegmentsPrimitive<Self>) -> FlexTensor {
-        segment_sums(&[&a, &b], &segments)
+    fn segment_sum(values: FlexTensor, segments: SegmentsPrimitive<Self>) -> FlexTensor {
+        segment_sums(&[&values], &segments)
     }
 
     fn bias_silu(z: FlexTensor, bias: FlexTensor) -> FlexTensor {
@@ -190,10 +190,6 @@ impl FusedKernels for Flex {
         let shape = part.values.shape();
         let out = cpu::gather(part.gathered(), shape[2]);
         tensor(out, [shape[0], part.index.len(), shape[2]])
-    }
-
-    fn segment_sum_one(values: FlexTensor, segments: SegmentsPrimitive<Self>) -> FlexTensor {
-        segment_sums(&[&values], &segments)
     }
 
     fn gathered_bias_silu_forward(

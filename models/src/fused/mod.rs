@@ -7,8 +7,8 @@
 //!
 //! The kernels run on the `flex` backend (with or without autodiff) for f32 tensors; on any other backend or
 //! dtype every function falls back to its composition of plain burn ops in [`reference`], which also serves as
-//! the reference the tests hold the kernels to. [`set_enabled`]`(false)` makes the model use the plain forms
-//! everywhere (benchmarks compare the two).
+//! the reference the tests hold the kernels to. [`Kernels::Plain`], passed into a forward pass, makes the model use
+//! the plain forms everywhere (benchmarks and equality tests compare the two).
 
 mod autodiff;
 mod cpu;
@@ -16,23 +16,51 @@ mod flex;
 pub mod matmul;
 pub mod reference;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use burn::backend::{Backend, Dispatch, ExtensionType, backend_extension};
 use burn::backend::{DispatchDevice, tensor::FloatTensor, tensor::IntTensor};
 use burn::prelude::*;
 use burn::tensor::DType;
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Chooses the fused kernels (default) or the plain burn forms for the whole process; for benchmarks.
-pub fn set_enabled(enabled: bool) {
-    ENABLED.store(enabled, Ordering::Relaxed);
+/// Which implementation a forward pass runs: a run-time choice handed to the model with its graph
+/// ([`crate::graph_tensors::GraphTensors::kernels`]), never stored in a checkpoint. Both give the same numbers to
+/// float round-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// The fused kernels where they apply (flex backend, f32), burn's ops elsewhere.
+    #[default]
+    Fused,
+    /// burn's own ops everywhere (gather, concatenate, matmul, scatter-add): the reference implementation.
+    Plain,
 }
 
-/// Whether the model uses the fused kernels where they apply.
-pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+impl Kernels {
+    /// The name used on the command line and in benchmark output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Fused => "fused",
+            Kernels::Plain => "plain",
+        }
+    }
+}
+
+impl std::fmt::Display for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Kernels {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "fused" => Ok(Kernels::Fused),
+            "plain" => Ok(Kernels::Plain),
+            other => Err(format!(
+                "unknown kernels `{other}`: expected fused or plain"
+            )),
+        }
+    }
 }
 
 /// A row index `index[k]` (edge k -> node row) together with its grouping by node, so that both the gather
@@ -125,10 +153,10 @@ pub trait FusedOps: Backend {
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
-    /// a, b: [batch, rows, width] -> [batch, count, width], row n the sum of `a + b` over the rows with index n.
+    /// values: [batch, rows, width] -> [batch, count, width], row n the sum of the rows with index n: the
+    /// transpose of a gather.
     fn segment_sum(
-        a: FloatTensor<Self>,
-        b: FloatTensor<Self>,
+        values: FloatTensor<Self>,
         #[extension_type] segments: SegmentsPrimitive<Self>,
     ) -> FloatTensor<Self>;
 
@@ -153,11 +181,6 @@ pub trait FusedOps: Backend {
 pub trait FusedKernels: FusedOps {
     /// values: [batch, count, width] -> [batch, rows, width], row k = values[index[k]].
     fn gather(values: FloatTensor<Self>, segments: SegmentsPrimitive<Self>) -> FloatTensor<Self>;
-    /// values: [batch, rows, width] -> [batch, count, width]: the transpose of [`Self::gather`].
-    fn segment_sum_one(
-        values: FloatTensor<Self>,
-        segments: SegmentsPrimitive<Self>,
-    ) -> FloatTensor<Self>;
     /// -> (y, u = the SiLU input)
     fn gathered_bias_silu_forward(
         base: FloatTensor<Self>,
@@ -208,7 +231,7 @@ fn applies(device: &Device, dtypes: &[DType]) -> bool {
 }
 
 /// `silu(base + senders[:, sender_rows] + receivers[:, receiver_rows] + bias)`: an edge MLP's hidden layer
-/// from its three partial products (see [`crate::mlp::Mlp::forward_parts`]).
+/// from its three partial products (see [`crate::mlp::Mlp::forward_edges`]).
 ///
 /// base: [batch, rows, width], senders/receivers: [batch, count, width], bias: [width] -> [batch, rows, width]
 pub fn gathered_bias_silu(
@@ -241,14 +264,13 @@ pub fn gathered_bias_silu(
     ))
 }
 
-/// Sum of the rows of `a + b` by index: a, b: [batch, rows, width] -> [batch, count, width].
-pub fn segment_sum(a: Tensor<3>, b: Tensor<3>, segments: &Segments) -> Tensor<3> {
-    if !applies(&a.device(), &[a.dtype(), b.dtype()]) {
-        return reference::segment_sum(a + b, segments);
+/// Sum of the rows of `values` by index: [batch, rows, width] -> [batch, count, width].
+pub fn segment_sum(values: Tensor<3>, segments: &Segments) -> Tensor<3> {
+    if !applies(&values.device(), &[values.dtype()]) {
+        return reference::segment_sum(values, segments);
     }
     Tensor::from_dispatch(<Dispatch as FusedOps>::segment_sum(
-        a.into_dispatch(),
-        b.into_dispatch(),
+        values.into_dispatch(),
         segments.primitive(),
     ))
 }
@@ -299,44 +321,25 @@ pub fn linear<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::Distribution;
-
     use super::*;
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-    }
-
-    fn assert_close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}: lengths");
-        for (k, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
-                "{what}[{k}]: fused {x} vs reference {y}"
-            );
-        }
-    }
+    use crate::test_support::{assert_close, random, values};
 
     /// Runs `op` on fresh leaf copies of `inputs`, takes `Σ w·y` with fixed random weights w as the loss and
     /// returns the output and every input's gradient, for comparing the fused op with its reference.
     fn output_and_grads<const D: usize>(
         inputs: &[Tensor<D>],
         op: impl Fn(Vec<Tensor<D>>) -> Tensor<D>,
-    ) -> Vec<Vec<f32>> {
+    ) -> Vec<Tensor<D>> {
         let leaves: Vec<Tensor<D>> = inputs
             .iter()
             .map(|t| Tensor::from_data(t.to_data(), &t.device()).require_grad())
             .collect();
         let y = op(leaves.clone());
-        let device = y.device();
-        device.seed(99);
-        let w = Tensor::<D>::random(y.shape(), Distribution::Normal(0.0, 1.0), &device);
+        let w = random(y.dims(), 99, &y.device());
         let grads = (y.clone() * w).sum().backward();
-        let mut out = vec![values(y)];
+        let mut out = vec![y];
         for leaf in &leaves {
-            out.push(values(
-                leaf.grad(&grads).expect("every input has a gradient"),
-            ));
+            out.push(leaf.grad(&grads).expect("every input has a gradient"));
         }
         out
     }
@@ -349,17 +352,13 @@ mod tests {
     ) {
         let a = output_and_grads(inputs, fused);
         let b = output_and_grads(inputs, reference);
-        for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+        for (k, (x, y)) in a.into_iter().zip(b).enumerate() {
             assert_close(
                 x,
                 y,
                 &format!("{what} (0 = output, k = grad of input k): {k}"),
             );
         }
-    }
-
-    fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
-        Tensor::random(shape, Distribution::Normal(0.0, 1.5), device)
     }
 
     /// 7 edges onto 4 nodes, node 3 without edges, repeats and an unsorted order.
@@ -379,14 +378,13 @@ mod tests {
     #[test]
     fn gathered_silu_and_segment_sum_match_the_reference_with_gradients() {
         let device = Device::flex().autodiff();
-        device.seed(1);
         let s = segments(&device);
         let r = Segments::new(&[0, 1, 2, 0, 1, 2, 0], 3, &device);
-        let base = random([2, 7, 5], &device);
-        let senders = random([2, 4, 5], &device);
-        let receivers = random([2, 3, 5], &device);
+        let base = random([2, 7, 5], 21, &device);
+        let senders = random([2, 4, 5], 22, &device);
+        let receivers = random([2, 3, 5], 23, &device);
         // the bias travels as [1, 1, 5] so that one `compare` handles every input
-        let bias = random([1, 1, 5], &device);
+        let bias = random([1, 1, 5], 24, &device);
         compare(
             "gathered_bias_silu",
             &[base.clone(), senders, receivers, bias],
@@ -404,31 +402,29 @@ mod tests {
                 )
             },
         );
-        let other = random([2, 7, 5], &device);
         compare(
             "segment_sum",
-            &[base, other],
-            |t| segment_sum(t[0].clone(), t[1].clone(), &s),
-            |t| reference::segment_sum(t[0].clone() + t[1].clone(), &s),
+            &[base],
+            |t| segment_sum(t[0].clone(), &s),
+            |t| reference::segment_sum(t[0].clone(), &s),
         );
     }
 
     #[test]
     fn bias_silu_and_layer_norm_match_the_reference_with_gradients() {
         let device = Device::flex().autodiff();
-        device.seed(2);
         // 150 rows: more than one parallel chunk, so the chunked gradient sums are exercised.
-        let z = random([3, 50, 6], &device);
-        let bias = random([6], &device).reshape([1, 1, 6]);
+        let z = random([3, 50, 6], 26, &device);
+        let bias = random([6], 27, &device).reshape([1, 1, 6]);
         compare(
             "bias_silu",
             &[z.clone(), bias],
             |t| bias_silu(t[0].clone(), t[1].clone().reshape([6])),
             |t| reference::bias_silu(t[0].clone(), t[1].clone().reshape([6])),
         );
-        let gamma = random([6], &device).reshape([1, 1, 6]);
-        let beta = random([6], &device).reshape([1, 1, 6]);
-        let pre_bias = random([6], &device).reshape([1, 1, 6]);
+        let gamma = random([6], 28, &device).reshape([1, 1, 6]);
+        let beta = random([6], 29, &device).reshape([1, 1, 6]);
+        let pre_bias = random([6], 30, &device).reshape([1, 1, 6]);
         let ln = |f: fn(Tensor<3>, Tensor<1>, Tensor<1>, Tensor<1>, f64) -> Tensor<3>| {
             move |t: Vec<Tensor<3>>| {
                 let vector = |k: usize| t[k].clone().reshape([6]);
@@ -446,10 +442,9 @@ mod tests {
     #[test]
     fn linear_matches_the_reference_with_gradients() {
         let device = Device::flex().autodiff();
-        device.seed(4);
-        let x = random([2, 9, 5], &device);
+        let x = random([2, 9, 5], 31, &device);
         // the weight travels as [1, 5, 3] so that one `compare` handles both inputs
-        let w = random([1, 5, 3], &device);
+        let w = random([1, 5, 3], 32, &device);
         compare(
             "linear",
             &[x, w],
@@ -461,20 +456,14 @@ mod tests {
     #[test]
     fn kernels_are_deterministic_and_fall_back_off_flex_f32() {
         let device = Device::flex();
-        device.seed(3);
         let index: Vec<u32> = (0..20_000u32).map(|k| (k * 7919) % 1000).collect();
         let s = Segments::new(&index, 1000, &device);
-        let e = random([1, 20_000, 16], &device);
-        let zero = e.zeros_like();
-        let first = segment_sum(e.clone(), zero.clone(), &s).into_data();
-        assert_eq!(first, segment_sum(e.clone(), zero, &s).into_data());
-        assert_close(
-            &first.try_to_vec::<f32>().unwrap(),
-            &values(reference::segment_sum(e.clone(), &s)),
-            "segment_sum",
-        );
+        let e = random([1, 20_000, 16], 33, &device);
+        let first = segment_sum(e.clone(), &s);
+        assert_eq!(values(first.clone()), values(segment_sum(e.clone(), &s)));
+        assert_close(first, reference::segment_sum(e.clone(), &s), "segment_sum");
         // f64 tensors take the reference path and give the same sums.
         let e64 = e.cast(burn::tensor::FloatDType::F64);
-        assert_eq!(segment_sum(e64.clone(), e64, &s).dtype(), DType::F64);
+        assert_eq!(segment_sum(e64, &s).dtype(), DType::F64);
     }
 }

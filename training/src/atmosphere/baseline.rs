@@ -2,7 +2,8 @@
 //! started from a frame of the truth and integrated forward, as an operational model is started from an
 //! analysis. Scored against the truth like WeatherBench's IFS T42/T63 baselines.
 
-use weatherlens_models::sht::{LatLonGrid, RegularGridAnalysis};
+use weatherlens_models::grid::LatLonGrid;
+use weatherlens_models::sht::RegularGridAnalysis;
 
 use super::AtmosphereError;
 use super::config::AtmosphereConfig;
@@ -49,7 +50,7 @@ impl PhysicsBaseline {
         lon: &[f64],
         lead_steps_6h: usize,
     ) -> Result<Vec<Vec<f32>>, AtmosphereError> {
-        let grid = LatLonGrid::new(lat, lon)?;
+        let grid = LatLonGrid::from_coordinates(lat.to_vec(), lon.to_vec())?;
         let expected = CHANNEL_COUNT * lat.len() * lon.len();
         if initial.len() != expected {
             return Err(AtmosphereError::FrameSize {
@@ -65,7 +66,7 @@ impl PhysicsBaseline {
             RegularGridAnalysis::max_truncation(&grid),
             self.model.sht().radius(),
         )?;
-        let output = self.model.sht().synthesis_to(&grid);
+        let output = self.model.sht().synthesis_to(&grid)?;
         let mut run = self
             .model
             .start(state_from_frame(&self.model, &analysis, initial));
@@ -82,6 +83,7 @@ impl PhysicsBaseline {
 mod tests {
     use super::*;
     use crate::atmosphere::simulate;
+    use weatherlens_models::sht::ShtError;
 
     /// Root-mean-square difference over one channel, weighted by cos(latitude) as WeatherBench does.
     fn weighted_rmse(a: &[f32], b: &[f32], lat: &[f64], channel: usize) -> f64 {
@@ -137,7 +139,16 @@ mod tests {
             result,
             Err(AtmosphereError::FrameSize { expected: 8192, .. })
         ));
-        let result = baseline.forecast(&vec![0.0; 8192], &lat, &lon[..63], 1);
-        assert!(matches!(result, Err(AtmosphereError::Grid(_))));
+        // 63 of 64 longitudes do not go round the circle: the transform cannot take them.
+        let result = baseline.forecast(&vec![0.0; 63 * 32 * 4], &lat, &lon[..63], 1);
+        assert!(
+            matches!(
+                result,
+                Err(AtmosphereError::Transform(
+                    ShtError::IrregularLongitudes { .. }
+                ))
+            ),
+            "{result:?}"
+        );
     }
 }

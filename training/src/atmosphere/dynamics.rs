@@ -267,11 +267,6 @@ impl ShallowWaterModel {
         z
     }
 
-    /// Area mean of the layer geopotential `g·depth` (mass per area times g), m² s⁻².
-    pub fn mean_geopotential(&self, state: &SpectralState) -> f64 {
-        self.reference_geopotential + state.geopotential[0].re
-    }
-
     /// Area mean of `|v|² / 2`, m² s⁻².
     pub fn kinetic_energy(&self, state: &SpectralState) -> f64 {
         let spectrum = kinetic_energy_spectrum(

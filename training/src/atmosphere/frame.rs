@@ -84,7 +84,7 @@ mod tests {
     use super::*;
     use crate::atmosphere::config::AtmosphereConfig;
     use crate::atmosphere::forcing::{forced_model, initial_state};
-    use weatherlens_models::sht::LatLonGrid;
+    use weatherlens_models::grid::{LatLonGrid, LatitudeOrder, PoleRows};
 
     #[test]
     fn a_frame_converts_back_to_the_state_it_came_from() {
@@ -96,8 +96,9 @@ mod tests {
         };
         let model = forced_model(&config).unwrap();
         let state = initial_state(&model, &config);
-        let grid = LatLonGrid::equiangular(32, 64).unwrap();
-        let frame = frame_from_state(&model, &model.sht().synthesis_to(&grid), &state);
+        let grid =
+            LatLonGrid::equiangular(32, 64, PoleRows::Excluded, LatitudeOrder::Descending).unwrap();
+        let frame = frame_from_state(&model, &model.sht().synthesis_to(&grid).unwrap(), &state);
         assert_eq!(frame.len(), CHANNEL_COUNT * 32 * 64);
         let analysis = RegularGridAnalysis::new(
             &grid,

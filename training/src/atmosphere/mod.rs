@@ -12,7 +12,6 @@
 //! [`baseline`] (the physics baseline), [`bench`] (speed figures).
 
 pub mod baseline;
-pub mod bench;
 pub mod config;
 pub mod dynamics;
 pub mod forcing;
@@ -59,7 +58,9 @@ pub enum AtmosphereError {
         source: Box<toml::de::Error>,
     },
     #[error("grid: {0}")]
-    Grid(#[from] weatherlens_models::sht::ShtError),
+    Transform(#[from] weatherlens_models::sht::ShtError),
+    #[error("grid: {0}")]
+    Grid(#[from] weatherlens_models::grid::GridError),
     #[error(
         "initial frame has {got} values, expected {expected} = {channels} channels × {n_lat} lat × {n_lon} lon"
     )]

@@ -1,6 +1,6 @@
 //! A run of the forced atmosphere: spin-up, then 6-hourly snapshots in the [`Dataset`] layout.
 
-use weatherlens_models::sht::LatLonGrid;
+use weatherlens_models::grid::{LatLonGrid, LatitudeOrder, PoleRows};
 
 use super::config::AtmosphereConfig;
 use super::dynamics::{Integration, ShallowWaterModel};
@@ -31,8 +31,14 @@ pub fn simulate_with_progress(
         return Err(AtmosphereError::InvalidDuration { days });
     }
     let model = forced_model(config)?;
-    let grid = LatLonGrid::equiangular(config.output_n_lat, config.output_n_lon)?;
-    let output = model.sht().synthesis_to(&grid);
+    // WeatherBench's layout: rows at the centres of equal latitude bands, north to south.
+    let grid = LatLonGrid::equiangular(
+        config.output_n_lat,
+        config.output_n_lon,
+        PoleRows::Excluded,
+        LatitudeOrder::Descending,
+    )?;
+    let output = model.sht().synthesis_to(&grid)?;
     let mut run = model.start(initial_state(&model, config));
     let spin_up_steps =
         (config.spin_up_days * SECONDS_PER_DAY / config.time_step_s).round() as usize;
@@ -50,8 +56,8 @@ pub fn simulate_with_progress(
     }
     Ok(Dataset {
         channels: channels(),
-        lat: grid.lat_deg().to_vec(),
-        lon: grid.lon_deg().to_vec(),
+        lat: grid.lat().to_vec(),
+        lon: grid.lon().to_vec(),
         time_hours: (0..frames as i64)
             .map(|i| EPOCH_HOURS + SNAPSHOT_HOURS * i)
             .collect(),

@@ -12,7 +12,6 @@ mod error;
 mod grid;
 mod hdf5_raw;
 mod inspect;
-mod io_bench;
 mod known_variables;
 mod moments;
 mod netcdf;
@@ -27,7 +26,6 @@ pub use grid::{Orientation, OrientationError};
 pub use inspect::{
     ChannelSummary, Inspection, Stats, TimeSummary, VariableSummary, inspect, stats,
 };
-pub use io_bench::{IoBenchSize, IoBenchmark, bench_netcdf_io};
 pub use known_variables::{KNOWN_VARIABLES, KnownVariable};
 pub use moments::Moments;
 pub use reader::{GridReader, VariableSelection, channel_name};

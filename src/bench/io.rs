@@ -3,10 +3,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::Channel;
-use super::error::DatasetError;
-use super::reader::{GridReader, VariableSelection, channel_name};
-use super::write::Era5Writer;
+use weatherlens_training::dataset::{
+    Channel, DatasetError, Era5Writer, GridReader, VariableSelection, channel_name,
+};
 
 /// Size of the synthetic file to time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -115,7 +114,6 @@ mod tests {
 
     #[test]
     fn a_small_benchmark_runs_and_reports_the_file_size() {
-        let _turn = super::super::take_turn();
         let dir = tempfile::tempdir().unwrap();
         let size = IoBenchSize {
             times: 3,

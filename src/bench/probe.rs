@@ -6,29 +6,18 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::prelude::*;
-use burn::tensor::Distribution;
 use serde::Serialize;
 use weatherlens_models::config::ProcessorKind;
+use weatherlens_models::fused::Kernels;
 use weatherlens_models::graph::ModelGraph;
 use weatherlens_models::graph_tensors::GraphTensors;
 use weatherlens_models::hooks::{HookPoint, Hooks};
-use weatherlens_training::bench::{BenchError, config_data_shape, median};
+use weatherlens_probes::record::ProbeRecorder;
 use weatherlens_training::config::RunConfig;
 use weatherlens_training::trainer::build_model;
 
-use crate::record::{ProbeRecorder, RecordError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum OverheadError {
-    #[error(transparent)]
-    Bench(#[from] BenchError),
-    #[error(transparent)]
-    Record(#[from] RecordError),
-    #[error("graph: {0}")]
-    Graph(String),
-    #[error("{0}")]
-    Invalid(String),
-}
+use super::model::config_data_shape;
+use super::{BenchError, median, random};
 
 /// Medians over the timed forward passes, after one warm-up each.
 #[derive(Debug, Clone, Serialize)]
@@ -52,24 +41,20 @@ pub fn recording_overhead(
     config: &RunConfig,
     steps: usize,
     scratch: &Path,
+    kernels: Kernels,
     device: &Device,
-) -> Result<RecordingOverhead, OverheadError> {
+) -> Result<RecordingOverhead, BenchError> {
     if steps == 0 {
-        return Err(OverheadError::Invalid("steps must be positive".into()));
+        return Err(BenchError::Invalid("steps must be positive".into()));
     }
     let (grid, channels) = config_data_shape(config)?;
-    let graph = ModelGraph::build(&grid, config.model.mesh_level)
-        .map_err(|e| OverheadError::Graph(e.to_string()))?;
+    let graph = ModelGraph::build(&grid, config.model.mesh_level)?;
     let attention =
         (config.model.processor == ProcessorKind::Transformer).then_some(config.model.attention);
-    let tensors = GraphTensors::new(&graph, attention, device);
+    let tensors = GraphTensors::new(&graph, attention, kernels, device);
     let model = build_model(config, channels, device);
     let batch = config.data.windows.batch_size;
-    let input = Tensor::<3>::random(
-        [batch, graph.num_grid_points(), 2 * channels],
-        Distribution::Normal(0.0, 1.0),
-        device,
-    );
+    let input = random([batch, graph.num_grid_points(), 2 * channels], 1, device);
     let latent = config.model.latent_size;
     let points: Vec<HookPoint> = (0..model.processor().num_steps())
         .flat_map(|i| {
@@ -107,7 +92,7 @@ pub fn recording_overhead(
         }
     }
     recorder.finish()?;
-    let (forward_ms, recorded_forward_ms) = (median(&mut plain), median(&mut recorded));
+    let (forward_ms, recorded_forward_ms) = (median(&plain), median(&recorded));
     Ok(RecordingOverhead {
         forward_ms,
         recorded_forward_ms,
@@ -129,15 +114,18 @@ mod tests {
         let text = include_str!("../../tests/configs/tiny.toml");
         let config = RunConfig::parse(text, Path::new("tiny.toml")).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let r = recording_overhead(&config, 1, dir.path(), &Device::flex()).unwrap();
+        let r =
+            recording_overhead(&config, 1, dir.path(), Kernels::Fused, &Device::flex()).unwrap();
         // tiny.toml: 3 layers, latent 16, batch 2, mesh level 1 (42 nodes)
         assert_eq!((r.points, r.mesh_nodes, r.batch_size), (9, 42, 2));
         assert_eq!(r.bytes_per_forward, 9 * 2 * 42 * 16 * 4);
         assert!(r.forward_ms > 0.0 && r.recorded_forward_ms > 0.0);
         // The recording was completed: one tensor per point, every sample written.
-        let (values, shape) =
-            crate::record::read_tensor(&dir.path().join("probes.safetensors"), "processor.2.delta")
-                .unwrap();
+        let (values, shape) = weatherlens_probes::record::read_tensor(
+            &dir.path().join("probes.safetensors"),
+            "processor.2.delta",
+        )
+        .unwrap();
         assert_eq!(shape, vec![4, 42, 16]);
         assert!(values.iter().all(|v| v.is_finite()));
     }

@@ -1,25 +1,16 @@
-//! `weatherlens probe`: run a restored model over chosen initial times with a [`ProbeRecorder`] attached.
+//! The probe stage: run a restored model over chosen initial times with a [`ProbeRecorder`] attached.
 
 use std::path::{Path, PathBuf};
 
 use weatherlens_models::hooks::{HookPoint, Hooks};
+use weatherlens_probes::record::{
+    META_FILE, NodeSelection, ProbeRecorder, RecordingMeta, write_meta,
+};
 use weatherlens_training::dataset::iso8601;
 use weatherlens_training::restore::Restored;
-use weatherlens_training::windows::{FrameSource, Split, WindowError, Windows};
+use weatherlens_training::windows::{Split, Windows};
 
-use crate::record::{NodeSelection, ProbeRecorder, RecordError, RecordingMeta, write_meta};
-
-#[derive(Debug, thiserror::Error)]
-pub enum CaptureError {
-    #[error(transparent)]
-    Record(#[from] RecordError),
-    #[error("samples: {0}")]
-    Windows(#[from] WindowError),
-    #[error("data: {0}")]
-    Data(String),
-    #[error("{0}")]
-    Invalid(String),
-}
+use super::{StageError, chosen_layers, initial_states};
 
 /// What to record.
 #[derive(Debug, Clone)]
@@ -53,14 +44,13 @@ impl Default for CaptureOptions {
 
 /// Record X_i (`resid_pre`), v_i (`delta`) and X_{i+1} (`resid_post`) of the chosen layers for the chosen
 /// samples and nodes into `out_dir`. Returns the recording's description (also written as `probes.json`).
-pub fn capture(
+pub fn probe(
     restored: &Restored,
     options: &CaptureOptions,
     out_dir: &Path,
-) -> Result<RecordingMeta, CaptureError> {
+) -> Result<RecordingMeta, StageError> {
     let config = &restored.state.config;
-    let layers =
-        chosen_layers(&options.layers, config.model.num_layers).map_err(CaptureError::Invalid)?;
+    let layers = chosen_layers(&options.layers, config.model.num_layers)?;
     let mut points: Vec<HookPoint> = layers
         .iter()
         .flat_map(|&i| {
@@ -87,7 +77,7 @@ pub fn capture(
     }
     anchors.truncate(options.samples.max(1));
     if anchors.is_empty() {
-        return Err(CaptureError::Invalid(format!(
+        return Err(StageError::Invalid(format!(
             "the {:?} split has no samples to record",
             options.split
         )));
@@ -95,7 +85,7 @@ pub fn capture(
     let multimesh = restored.graph.multimesh();
     let node_indices = options.nodes.indices(multimesh.node_lat());
     if node_indices.is_empty() {
-        return Err(CaptureError::Invalid("the node selection is empty".into()));
+        return Err(StageError::Invalid("the node selection is empty".into()));
     }
     let emulator = &restored.emulator;
     let recorder = ProbeRecorder::create(
@@ -108,34 +98,13 @@ pub fn capture(
     )?;
     let dataset = &restored.dataset;
     for chunk in anchors.chunks(options.batch_size.max(1)) {
-        let mut frames = Vec::with_capacity(chunk.len() * 2 * dataset.frame_len());
-        for &anchor in chunk {
-            let ([before, now], _) = windows.sample_times(anchor);
-            for t in [before, now] {
-                frames.extend(
-                    dataset
-                        .read_frames(t..t + 1)
-                        .map_err(|e| CaptureError::Data(e.to_string()))?,
-                );
-            }
-        }
-        let n = chunk.len();
-        let states = emulator.states(&frames, 2 * n);
-        let [_, grid_points, channels] = states.dims();
-        let states = states.reshape([n, 2, grid_points, channels]);
-        let previous = states
-            .clone()
-            .slice([0..n, 0..1])
-            .reshape([n, grid_points, channels]);
-        let current = states
-            .slice([0..n, 1..2])
-            .reshape([n, grid_points, channels]);
+        let (previous, current) = initial_states(restored, &windows, chunk)?;
         emulator.step(previous, current, &Hooks::none().with(&recorder));
-        recorder.end_batch(n);
+        recorder.end_batch(chunk.len());
     }
     recorder.finish()?;
     let meta = RecordingMeta {
-        model: format!("{} ({:?})", config.name, config.model.processor),
+        model: model_label(&config.name, config.model.processor),
         checkpoint: restored.checkpoint.display().to_string(),
         hooks: points.iter().map(|p| p.to_string()).collect(),
         layers,
@@ -159,24 +128,20 @@ pub fn capture(
     Ok(meta)
 }
 
-/// The processor layers `requested` (empty = all of `num_layers`), or an error naming one that does not exist.
-pub fn chosen_layers(requested: &[usize], num_layers: usize) -> Result<Vec<usize>, String> {
-    if let Some(&bad) = requested.iter().find(|&&l| l >= num_layers) {
-        return Err(format!(
-            "layer {bad} does not exist: the model has {num_layers} layers (0..{})",
-            num_layers.saturating_sub(1)
-        ));
-    }
-    Ok(if requested.is_empty() {
-        (0..num_layers).collect()
+/// A model's name for titles: the run name, with the processor kind when the name does not already say it
+/// ("gnn", "deep (transformer)").
+pub fn model_label(name: &str, processor: weatherlens_models::config::ProcessorKind) -> String {
+    let kind = format!("{processor:?}").to_lowercase();
+    if name.to_lowercase().contains(&kind) {
+        name.to_string()
     } else {
-        requested.to_vec()
-    })
+        format!("{name} ({kind})")
+    }
 }
 
 /// The folder of a recording: `dir` itself, or its `probes` subfolder.
 pub fn recording_dir(dir: &Path) -> PathBuf {
-    if dir.join(crate::record::META_FILE).is_file() {
+    if dir.join(META_FILE).is_file() {
         dir.to_path_buf()
     } else {
         dir.join("probes")

@@ -1,5 +1,7 @@
-//! `weatherlens study`: train -> evaluate -> probe -> analyze a list or grid of runs that differ from one base
-//! run config, each into `runs/<study>/<run>/`, then compare them (see [`crate::study_report`]).
+//! `weatherlens study`: train -> evaluate -> probe -> analyze -> jacobian a list or grid of runs that differ
+//! from one base run config, each into `runs/<study>/<run>/`, then compare them ([`crate::report::study`]).
+//!
+//! This file reads the study config and plans its runs; [`run`] executes them stage by stage.
 //!
 //! A study config names the base run config and the runs as TOML overrides of it:
 //!
@@ -22,25 +24,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::prelude::Device;
+mod run;
+
+pub use run::{ExecuteOptions, RunOutcome, Stage, StageFailure, execute, execute_all};
+
 use serde::{Deserialize, Serialize};
-use weatherlens_training::checkpoint;
+use weatherlens_models::files::{self, FileError};
 use weatherlens_training::config::{ConfigError, RunConfig};
-use weatherlens_training::evaluate::{self, ERRORS_CSV, SCORECARD_CSV};
-use weatherlens_training::restore::restore;
-use weatherlens_training::trainer::{self, RunState, TrainOptions};
 
-use crate::analysis;
-use crate::capture::{CaptureOptions, capture};
-use crate::record::META_FILE;
-
+/// Why a study config cannot be planned.
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: run `{run}`: {source}")]
@@ -112,17 +108,6 @@ pub struct PlannedRun {
     pub dir: PathBuf,
 }
 
-/// What happened to one run.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunOutcome {
-    pub name: String,
-    pub dir: PathBuf,
-    /// `None` when every stage succeeded; otherwise the stage and the error.
-    pub error: Option<String>,
-    /// Stages skipped because their outputs were already complete.
-    pub skipped: Vec<String>,
-}
-
 /// Deep-merge `over` into `base` (tables merge, everything else replaces).
 fn merge(base: &mut toml::Table, over: &toml::Table) {
     for (key, value) in over {
@@ -158,10 +143,7 @@ fn value_label(value: &toml::Value) -> String {
 
 impl StudyConfig {
     pub fn load(path: &Path) -> Result<Self, StudyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StudyError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = files::read_to_string(path)?;
         toml::from_str(&text).map_err(|e| StudyError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
@@ -172,10 +154,7 @@ impl StudyConfig {
     pub fn plan(&self, path: &Path, runs_root: &Path) -> Result<Vec<PlannedRun>, StudyError> {
         let folder = path.parent().unwrap_or(Path::new("."));
         let base_path = folder.join(&self.base);
-        let base_text = std::fs::read_to_string(&base_path).map_err(|source| StudyError::Io {
-            path: base_path.clone(),
-            source,
-        })?;
+        let base_text = files::read_to_string(&base_path)?;
         let base: toml::Table = toml::from_str(&base_text).map_err(|e| StudyError::Parse {
             path: base_path.clone(),
             message: e.to_string(),
@@ -241,132 +220,6 @@ impl StudyConfig {
     }
 }
 
-/// Train (or resume, or skip), evaluate, probe and analyze one run.
-pub fn execute(
-    run: &PlannedRun,
-    probe: &StudyProbe,
-    device: &Device,
-    progress_bar: bool,
-) -> RunOutcome {
-    let mut skipped = Vec::new();
-    let result = (|| -> Result<(), String> {
-        let train_dir = run.dir.join("train");
-        let state = checkpoint::latest(&train_dir)
-            .ok()
-            .and_then(|c| checkpoint::load_run::<RunState>(&c).ok());
-        let resume = match &state {
-            Some(s) if s.config == run.config && s.step == run.config.training.steps => {
-                skipped.push("train".to_string());
-                None
-            }
-            Some(s) if s.config == run.config => Some(train_dir.clone()),
-            _ => None,
-        };
-        if !skipped.iter().any(|s| s == "train") {
-            if resume.is_none() && train_dir.exists() {
-                // A run folder from another config: start over rather than mix checkpoints.
-                std::fs::remove_dir_all(&train_dir)
-                    .map_err(|e| format!("train: {}: {e}", train_dir.display()))?;
-            }
-            trainer::train(
-                &run.config,
-                &TrainOptions {
-                    run_dir: train_dir.clone(),
-                    resume,
-                    progress_bar,
-                    stop_at: None,
-                },
-                device,
-            )
-            .map_err(|e| format!("train: {e}"))?;
-        }
-        let eval_dir = run.dir.join("evaluation");
-        let trained_now = !skipped.iter().any(|s| s == "train");
-        if !trained_now
-            && eval_dir.join(SCORECARD_CSV).is_file()
-            && eval_dir.join(ERRORS_CSV).is_file()
-        {
-            skipped.push("evaluate".to_string());
-        } else {
-            let evaluation =
-                evaluate::evaluate(&train_dir, device).map_err(|e| format!("evaluate: {e}"))?;
-            evaluate::write_tables(&evaluation, &eval_dir).map_err(|e| format!("evaluate: {e}"))?;
-            crate::report::scorecard_plots(&evaluation, &eval_dir)
-                .map_err(|e| format!("evaluate: {e}"))?;
-        }
-        let probe_dir = run.dir.join("probes");
-        if !trained_now && probe_dir.join(META_FILE).is_file() {
-            skipped.push("probe".to_string());
-        } else {
-            let restored = restore(&train_dir, device).map_err(|e| format!("probe: {e}"))?;
-            capture(
-                &restored,
-                &CaptureOptions {
-                    samples: probe.samples,
-                    every_hours: probe.every_hours,
-                    ..CaptureOptions::default()
-                },
-                &probe_dir,
-            )
-            .map_err(|e| format!("probe: {e}"))?;
-        }
-        analysis::analyze(&probe_dir, &run.dir.join("analysis"), probe.bootstrap)
-            .map_err(|e| format!("analyze: {e}"))?;
-        let jacobian_dir = run.dir.join("jacobian");
-        if !trained_now && jacobian_dir.join("jacobian.json").is_file() {
-            skipped.push("jacobian".to_string());
-        } else {
-            let restored = restore(&train_dir, device).map_err(|e| format!("jacobian: {e}"))?;
-            let report =
-                crate::jacobian::diagnose(&restored, &crate::jacobian::JacobianOptions::default())
-                    .map_err(|e| format!("jacobian: {e}"))?;
-            crate::jacobian::write_outputs(&report, &jacobian_dir)
-                .map_err(|e| format!("jacobian: {e}"))?;
-        }
-        Ok(())
-    })();
-    RunOutcome {
-        name: run.name.clone(),
-        dir: run.dir.clone(),
-        error: result.err(),
-        skipped,
-    }
-}
-
-/// Execute every run, `parallel_runs` at a time. Never stops at a failed run.
-pub fn execute_all(
-    runs: &[PlannedRun],
-    probe: &StudyProbe,
-    parallel_runs: usize,
-    device: &Device,
-    progress_bar: bool,
-) -> Vec<RunOutcome> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let outcomes = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..parallel_runs.clamp(1, runs.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(run) = runs.get(k) else { break };
-                    tracing::info!("study run `{}` ({} of {})", run.name, k + 1, runs.len());
-                    let outcome = execute(run, probe, device, progress_bar && parallel_runs == 1);
-                    if let Some(error) = &outcome.error {
-                        tracing::error!("run `{}` failed: {error}", run.name);
-                    }
-                    outcomes
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((k, outcome));
-                }
-            });
-        }
-    });
-    let mut outcomes = outcomes.into_inner().unwrap_or_else(|p| p.into_inner());
-    outcomes.sort_by_key(|(k, _)| *k);
-    outcomes.into_iter().map(|(_, o)| o).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,7 +283,7 @@ seed = [1, 2]
 
     #[test]
     fn the_committed_configs_plan_and_validate() {
-        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
         for study in ["study-demo.toml", "study-paper.toml"] {
             let path = configs.join(study);
             let runs = StudyConfig::load(&path)

@@ -1,20 +1,37 @@
 //! The report's figures, each written as PNG and SVG from one drawing routine: line plots of named curves
 //! (velocity vs layer, centroid vs depth, RMSE vs lead) and annotated heat maps with a colour bar (CKA matrices,
-//! the error-correlation matrix). Files are drawn under temporary names in the target folder, then renamed, so a
-//! reader never sees half a figure.
+//! the error-correlation matrix). Figures are drawn in memory and each file written as one unit
+//! ([`weatherlens_models::files::write_atomic`]), so a reader never sees half a figure.
+//!
+//! Curves take the Okabe–Ito colours (Okabe & Ito 2008, "Color Universal Design"), distinguishable with every
+//! common colour-vision deficiency; their yellow is left out, since it vanishes on white.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use weatherlens_models::files::{self, FileError};
 
 /// Pixel size of every figure (PNG pixels, SVG user units).
 const FIGURE_SIZE: (u32, u32) = (960, 640);
 /// Width of the colour bar strip beside a heat map.
 const COLOUR_BAR_WIDTH: u32 = 130;
 const FONT: &str = "sans-serif";
+
+/// Okabe–Ito colours without yellow, in the order curves take them: blue, vermillion, bluish green, reddish
+/// purple, orange, sky blue, black.
+const PALETTE: [(u8, u8, u8); 7] = [
+    (0, 114, 178),
+    (213, 94, 0),
+    (0, 158, 115),
+    (204, 121, 167),
+    (230, 159, 0),
+    (86, 180, 233),
+    (0, 0, 0),
+];
 
 /// Viridis (van der Walt & Smith 2015, matplotlib's default colour map) sampled at 0, 1/8, ..., 1: perceptually
 /// uniform and readable in grey scale; linear interpolation between these stops.
@@ -35,11 +52,8 @@ const VIRIDIS: [(u8, u8, u8); 9] = [
 pub enum PlotError {
     #[error("drawing {path}: {message}")]
     Draw { path: PathBuf, message: String },
-    #[error("moving the finished figure to {path}: {source}")]
-    Rename {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(
         "heat map \"{title}\": {values} values for {rows} row labels × {columns} column labels"
     )]
@@ -76,6 +90,8 @@ pub struct LinePlot<'a> {
     pub x_label: &'a str,
     pub y_label: &'a str,
     pub curves: &'a [Curve<'a>],
+    /// Ticks at whole numbers only (layer indices, lead days).
+    pub integer_x: bool,
 }
 
 /// A labelled matrix: `values` is [row_labels.len(), column_labels.len()] row-major, row 0 drawn at the top.
@@ -176,59 +192,46 @@ impl<S: AsRef<str>> Figure for HeatMapFigure<'_, S> {
     }
 }
 
-/// Draws the figure on a PNG and an SVG backend under temporary names, then renames both into place.
+/// Draws the figure into a PNG and an SVG in memory and writes each file as one unit.
 fn write_figure(stem: &Path, figure: &impl Figure) -> Result<PlotFiles, PlotError> {
     let files = PlotFiles {
         png: with_suffix(stem, ".png"),
         svg: with_suffix(stem, ".svg"),
     };
-    let (png_partial, svg_partial) = (partial_name(stem, "png"), partial_name(stem, "svg"));
-    let drawn = {
-        let root = BitMapBackend::new(&png_partial, FIGURE_SIZE).into_drawing_area();
+    let failed = |path: &Path| {
+        let path = path.to_owned();
+        move |message: String| PlotError::Draw { path, message }
+    };
+    let (width, height) = FIGURE_SIZE;
+    let mut pixels = vec![0u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, FIGURE_SIZE).into_drawing_area();
         figure
             .draw(&root)
             .and_then(|()| root.present().map_err(|error| error.to_string()))
-    };
-    finish(drawn, &png_partial, &files.png)?;
-    let drawn = {
-        let root = SVGBackend::new(&svg_partial, FIGURE_SIZE).into_drawing_area();
-        figure
-            .draw(&root)
-            .and_then(|()| root.present().map_err(|error| error.to_string()))
-    };
-    finish(drawn, &svg_partial, &files.svg)?;
-    Ok(files)
-}
-
-/// Renames a drawn figure into place, or removes the partial file of a failed one.
-fn finish(drawn: Result<(), String>, partial: &Path, target: &Path) -> Result<(), PlotError> {
-    if let Err(message) = drawn {
-        // The partial file may not exist; there is nothing more to do about it either way.
-        let _ = std::fs::remove_file(partial);
-        return Err(PlotError::Draw {
-            path: target.to_owned(),
-            message,
-        });
+            .map_err(failed(&files.png))?;
     }
-    std::fs::rename(partial, target).map_err(|source| PlotError::Rename {
-        path: target.to_owned(),
-        source,
-    })
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&pixels, width, height, image::ColorType::Rgb8)
+        .map_err(|error| failed(&files.png)(error.to_string()))?;
+    files::write_atomic(&files.png, &png)?;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, FIGURE_SIZE).into_drawing_area();
+        figure
+            .draw(&root)
+            .and_then(|()| root.present().map_err(|error| error.to_string()))
+            .map_err(failed(&files.svg))?;
+    }
+    files::write_atomic(&files.svg, svg.as_bytes())?;
+    Ok(files)
 }
 
 fn with_suffix(stem: &Path, suffix: &str) -> PathBuf {
     let mut name = OsString::from(stem.as_os_str());
     name.push(suffix);
     PathBuf::from(name)
-}
-
-/// `dir/.name.partial.ext`: hidden, in the same folder (so the rename stays on one file system), and ending in
-/// the extension from which the bitmap encoder picks the format.
-fn partial_name(stem: &Path, extension: &str) -> PathBuf {
-    let mut name = OsString::from(".");
-    name.push(stem.file_name().unwrap_or_default());
-    name.push(format!(".partial.{extension}"));
-    stem.with_file_name(name)
 }
 
 /// The finite values' span with 5 % padding (a single value gets ±0.5), or None for no values.
@@ -249,6 +252,9 @@ fn draw_lines<DB: DrawingBackend>(
     y_range: std::ops::Range<f64>,
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(|error| error.to_string())?;
+    // Whole-number ticks: asking for at most one tick per integer of the span makes plotters pick a step of
+    // 1, 2, 5, 10, ..., all whole numbers.
+    let whole_ticks = ((x_range.end.floor() - x_range.start.ceil()) as usize + 1).clamp(2, 12);
     let mut chart = ChartBuilder::on(root)
         .caption(plot.title, (FONT, 24))
         .margin(16)
@@ -256,16 +262,20 @@ fn draw_lines<DB: DrawingBackend>(
         .y_label_area_size(80)
         .build_cartesian_2d(x_range, y_range)
         .map_err(|error| error.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc(plot.x_label)
+    let whole = |x: &f64| format!("{x:.0}");
+    let mut mesh = chart.configure_mesh();
+    if plot.integer_x {
+        mesh.x_labels(whole_ticks).x_label_formatter(&whole);
+    }
+    mesh.x_desc(plot.x_label)
         .y_desc(plot.y_label)
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
         .draw()
         .map_err(|error| error.to_string())?;
     for (index, curve) in plot.curves.iter().enumerate() {
-        let colour = Palette99::pick(index).to_rgba();
+        let (red, green, blue) = PALETTE[index % PALETTE.len()];
+        let colour = RGBColor(red, green, blue).to_rgba();
         let points: Vec<(f64, f64)> = curve
             .points
             .iter()
@@ -505,6 +515,7 @@ mod tests {
             x_label: "layer",
             y_label: "mean |v_i|",
             curves: &curves,
+            integer_x: true,
         };
         let files = line_plot(&dir.path().join("velocity"), &plot).unwrap();
         assert_eq!(files.png, dir.path().join("velocity.png"));
@@ -513,10 +524,28 @@ mod tests {
             svg.contains("graphcast_small") && svg.contains("layer"),
             "legend or axis label missing"
         );
+        // Layer axes carry whole numbers only (the y axis here has 0.2 steps), and the palette has no yellow.
+        let labels: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|piece| piece.rsplit('>').next())
+            .map(str::trim)
+            .collect();
+        assert!(
+            labels.contains(&"14") && labels.contains(&"0.2"),
+            "{labels:?}"
+        );
+        assert!(
+            !labels.iter().any(|l| ["0.5", "7.5", "14.0"].contains(l)),
+            "{labels:?}"
+        );
+        assert!(
+            !svg.contains("#F0E442") && !svg.contains("#FFFF00"),
+            "no yellow line"
+        );
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(|entry| entry.ok())
-            .filter(|entry| entry.file_name().to_string_lossy().contains("partial"))
+            .filter(|entry| files::is_temporary(&entry.file_name().to_string_lossy()))
             .collect();
         assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
         let nothing = [Curve {

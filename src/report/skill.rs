@@ -1,11 +1,12 @@
-//! Reports: plots of a scorecard and Markdown that states in words what the numbers show.
+//! The skill of a model: RMSE-by-lead plots of a scorecard and the Markdown that states in words where it
+//! beats persistence and the physics baseline.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use weatherlens_training::evaluate::{CLIMATOLOGY, Evaluation, PERSISTENCE, PHYSICS, ScoreRow};
 
-use crate::plot::{Curve, LinePlot, PlotError, line_plot};
+use super::plot::{Curve, LinePlot, PlotError, line_plot};
 
 /// One RMSE-vs-lead plot per channel (`rmse_<channel>.png/.svg`), every model and baseline on it.
 pub fn scorecard_plots(evaluation: &Evaluation, out_dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
@@ -57,6 +58,7 @@ pub fn rmse_plot(scores: &[ScoreRow], channel: &str, stem: &Path) -> Result<Path
             x_label: "lead time (days)",
             y_label: "RMSE",
             curves: &curves,
+            integer_x: false,
         },
     )?;
     Ok(files.png)

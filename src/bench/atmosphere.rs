@@ -1,12 +1,8 @@
-//! Figures for the CLI's `bench` command: transform speed and simulated days per wall-clock second.
+//! Simulated days per wall-clock second of the built-in atmosphere.
 
 use std::time::Instant;
 
-use weatherlens_models::sht::{self, ShtBenchmark};
-
-use super::AtmosphereError;
-use super::config::AtmosphereConfig;
-use super::simulate::simulate;
+use weatherlens_training::atmosphere::{AtmosphereConfig, AtmosphereError, simulate};
 
 /// Throughput of [`simulate`] at one configuration.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -19,14 +15,6 @@ pub struct SimulationBenchmark {
     pub days_per_second: f64,
     /// Rayon worker threads available during the run.
     pub threads: usize,
-}
-
-/// Analysis and synthesis times at T42 (64 × 128) and T85 (128 × 256), median of `repeats` each.
-pub fn benchmark_sht(repeats: usize) -> Vec<ShtBenchmark> {
-    [42, 85]
-        .iter()
-        .map(|&truncation| sht::benchmark(truncation, repeats))
-        .collect()
 }
 
 /// Times a whole [`simulate`] call (spin-up, stepping, snapshots) for `spin_up_days + days`.

@@ -1,0 +1,40 @@
+//! The evaluate stage: forecasts over the test split scored against persistence, climatology and the physics
+//! baseline, written as `scorecard.csv` (`model,variable,lead_hours,rmse,acc,n_cases`), `errors.csv`
+//! (`model,variable,lead_hours,init_time,rmse`, one row per case) and one RMSE plot per channel.
+
+use std::path::Path;
+
+use burn::prelude::Device;
+use weatherlens_models::files::{self, AtomicDir, FileError};
+use weatherlens_models::fused::Kernels;
+use weatherlens_training::evaluate::{self, ERRORS_CSV, Evaluation, SCORECARD_CSV, ScoreRow};
+
+use super::StageError;
+use crate::output::write_csv;
+use crate::report::skill::scorecard_plots;
+
+/// Evaluates the newest checkpoint of `checkpoint` and writes the tables and plots into `out_dir`, which
+/// appears whole or not at all (a folder written aside, then renamed).
+pub fn evaluate(
+    checkpoint: &Path,
+    out_dir: &Path,
+    device: &Device,
+    kernels: Kernels,
+) -> Result<Evaluation, StageError> {
+    let evaluation = evaluate::evaluate(checkpoint, device, kernels)?;
+    let unit = AtomicDir::create(out_dir)?;
+    write_csv(&unit.path().join(SCORECARD_CSV), &evaluation.scores)?;
+    write_csv(&unit.path().join(ERRORS_CSV), &evaluation.cases)?;
+    scorecard_plots(&evaluation, unit.path())?;
+    unit.commit()?;
+    Ok(evaluation)
+}
+
+/// Reads a `scorecard.csv` by its header.
+pub fn read_scorecard(path: &Path) -> Result<Vec<ScoreRow>, FileError> {
+    let bytes = files::read(path)?;
+    csv::Reader::from_reader(bytes.as_slice())
+        .deserialize()
+        .collect::<Result<Vec<ScoreRow>, _>>()
+        .map_err(|e| FileError::new("reading", path, std::io::Error::other(e)))
+}
