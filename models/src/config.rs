@@ -39,6 +39,18 @@ pub enum Aggregation {
     UpdatedEdges,
 }
 
+/// How the graphs are built from the geometry ([`crate::graph::ModelGraph::for_model`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphRules {
+    /// f64 geometry; a grid point receives from the mesh triangle containing it.
+    #[default]
+    Weatherlens,
+    /// As DeepMind's GraphCast code builds them, f32 geometry and trimesh's closest face
+    /// ([`crate::graph::graphcast`]): what imported GraphCast checkpoints run on.
+    Graphcast,
+}
+
 /// Which mesh nodes a transformer node attends to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -71,6 +83,14 @@ pub struct ModelConfig {
     pub attention: AttentionScope,
     /// What each interaction step sums into a receiving node.
     pub aggregation: Aggregation,
+    /// How the graphs are built.
+    pub graph: GraphRules,
+    /// grid2mesh radius as a fraction of the finest mesh level's longest edge (GraphCast:
+    /// `radius_query_fraction_edge_length = 0.6`).
+    pub grid2mesh_radius_fraction: f64,
+    /// A fixed divisor of the mesh2grid edge features instead of their longest edge (GraphCast's
+    /// `mesh2grid_edge_normalization_factor`).
+    pub mesh2grid_edge_normalisation: Option<f64>,
 }
 
 impl Default for ModelConfig {
@@ -85,6 +105,9 @@ impl Default for ModelConfig {
             num_heads: 4,
             attention: AttentionScope::Neighbours,
             aggregation: Aggregation::Messages,
+            graph: GraphRules::Weatherlens,
+            grid2mesh_radius_fraction: 0.6,
+            mesh2grid_edge_normalisation: None,
         }
     }
 }
@@ -119,6 +142,21 @@ impl ModelConfig {
             && !(s.is_finite() && s > 0.0)
         {
             return fail("residual_scale", "must be a positive finite number");
+        }
+        let fraction = self.grid2mesh_radius_fraction;
+        if !(fraction.is_finite() && fraction > 0.0) {
+            return fail(
+                "grid2mesh_radius_fraction",
+                "must be a positive finite number",
+            );
+        }
+        if let Some(f) = self.mesh2grid_edge_normalisation
+            && !(f.is_finite() && f > 0.0)
+        {
+            return fail(
+                "mesh2grid_edge_normalisation",
+                "must be a positive finite number",
+            );
         }
         Ok(())
     }

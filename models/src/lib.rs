@@ -12,6 +12,7 @@ pub mod files;
 pub mod fused;
 pub mod graph;
 pub mod graph_tensors;
+pub mod graphcast;
 pub mod grid;
 pub mod hooks;
 pub mod interaction;

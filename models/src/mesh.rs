@@ -187,6 +187,20 @@ impl Multimesh {
         })
     }
 
+    /// The same multimesh with its node positions (unit vectors, [nodes]) and latitudes / longitudes
+    /// (degrees) replaced: GraphCast's f32 vertices differ from the f64 ones in the last bits.
+    pub(crate) fn with_geometry(
+        mut self,
+        positions: Vec<Vec3>,
+        lat: Vec<f64>,
+        lon: Vec<f64>,
+    ) -> Self {
+        self.finest.vertices = positions;
+        self.finest_max_edge_length = self.finest.max_edge_length();
+        (self.lat, self.lon) = (lat, lon);
+        self
+    }
+
     /// The refinement level R.
     pub fn level(&self) -> u32 {
         self.level

@@ -3,7 +3,9 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use weatherlens_models::graph::{MeshToGridInterpolation, ModelGraph, connectivity};
+use weatherlens_models::graph::{
+    GRID2MESH_RADIUS_FACTOR, MeshToGridInterpolation, ModelGraph, connectivity,
+};
 use weatherlens_models::grid::LatLonGrid;
 use weatherlens_models::mesh::Multimesh;
 
@@ -36,7 +38,7 @@ pub fn graph_build(grid: &LatLonGrid, mesh_level: u32) -> Result<MeshBenchmark, 
     let multimesh = Multimesh::new(mesh_level)?;
     let multimesh_ms = ms(start);
     let start = Instant::now();
-    connectivity::grid2mesh_edges(&multimesh, &grid.positions())?;
+    connectivity::grid2mesh_edges(&multimesh, &grid.positions(), GRID2MESH_RADIUS_FACTOR)?;
     let grid2mesh_ms = ms(start);
     let start = Instant::now();
     MeshToGridInterpolation::new(multimesh.finest_mesh(), grid)?;

@@ -146,7 +146,7 @@ pub fn model_step(
     }
 
     let started = Instant::now();
-    let graph = ModelGraph::build(&grid, config.model.mesh_level)?;
+    let graph = ModelGraph::for_model(&grid, &config.model)?;
     let graph_build_ms = started.elapsed().as_secs_f64() * 1e3;
     let points = graph.num_grid_points();
     let attention =

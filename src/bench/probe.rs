@@ -48,7 +48,7 @@ pub fn recording_overhead(
         return Err(BenchError::Invalid("steps must be positive".into()));
     }
     let (grid, channels) = config_data_shape(config)?;
-    let graph = ModelGraph::build(&grid, config.model.mesh_level)?;
+    let graph = ModelGraph::for_model(&grid, &config.model)?;
     let attention =
         (config.model.processor == ProcessorKind::Transformer).then_some(config.model.attention);
     let tensors = GraphTensors::new(&graph, attention, kernels, device);

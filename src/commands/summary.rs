@@ -38,7 +38,7 @@ pub fn run(args: SummaryArgs, context: &Context) -> Result<()> {
         LatitudeOrder::Descending,
     )?;
     let started = Instant::now();
-    let graph = ModelGraph::build(&grid, config.model.mesh_level)?;
+    let graph = ModelGraph::for_model(&grid, &config.model)?;
     let graph_ms = started.elapsed().as_secs_f64() * 1e3;
     let model = seeded(config.seed, device, || {
         WeatherModel::new(&config.model, 2 * args.channels, args.channels, device)

@@ -57,8 +57,7 @@ pub fn restore(dir: &Path, device: &Device, kernels: Kernels) -> Result<Restored
     }
     let grid = LatLonGrid::from_coordinates(dataset.lat.clone(), dataset.lon.clone())
         .map_err(|e| mismatch(e.to_string()))?;
-    let graph =
-        ModelGraph::build(&grid, config.model.mesh_level).map_err(|e| mismatch(e.to_string()))?;
+    let graph = ModelGraph::for_model(&grid, &config.model).map_err(|e| mismatch(e.to_string()))?;
     let model = checkpoint::load_model(
         &checkpoint,
         trainer::build_model(config, dataset.channels.len(), device),

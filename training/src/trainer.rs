@@ -156,7 +156,7 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared, TrainError> {
     let train_part = slice_times(&dataset, train_range);
     let (stats, climatology) = compute_from_dataset(&train_part, config.data.windows.step_hours)?;
     let grid = LatLonGrid::from_coordinates(dataset.lat.clone(), dataset.lon.clone())?;
-    let graph = ModelGraph::build(&grid, config.model.mesh_level)?;
+    let graph = ModelGraph::for_model(&grid, &config.model)?;
     let uncovered = graph.mesh_nodes_without_grid_senders();
     if uncovered > 0 {
         tracing::warn!(

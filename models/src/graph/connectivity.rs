@@ -22,14 +22,27 @@ pub(crate) fn build_kd_tree(points: &[Vec3]) -> Result<ImmutableKdTree<f64, 3>, 
     })
 }
 
-/// grid2mesh edges (sender grid point, receiver mesh node) by GraphCast's radius rule, sorted by
-/// receiver then sender.
+/// grid2mesh edges (sender grid point, receiver mesh node) by GraphCast's radius rule with the radius
+/// `fraction` × the finest level's longest edge, sorted by receiver then sender.
 pub fn grid2mesh_edges(
     multimesh: &Multimesh,
     grid_positions: &[Vec3],
+    fraction: f64,
 ) -> Result<(Vec<u32>, Vec<u32>), GraphError> {
-    let radius = GRID2MESH_RADIUS_FACTOR * multimesh.finest_max_edge_length();
-    let tree = build_kd_tree(multimesh.positions())?;
+    let radius = fraction * multimesh.finest_max_edge_length();
+    radius_edges(multimesh.positions(), grid_positions, radius)
+}
+
+/// Every (grid point, mesh node) pair within chord distance `radius` (inclusive) as (senders = grid points,
+/// receivers = mesh nodes), sorted by receiver then sender.
+///
+/// mesh_positions: [mesh_nodes, 3], grid_positions: [grid_points, 3] unit vectors.
+pub fn radius_edges(
+    mesh_positions: &[Vec3],
+    grid_positions: &[Vec3],
+    radius: f64,
+) -> Result<(Vec<u32>, Vec<u32>), GraphError> {
+    let tree = build_kd_tree(mesh_positions)?;
     let mut keys: Vec<u64> = grid_positions
         .par_iter()
         .enumerate()
@@ -61,7 +74,8 @@ mod tests {
             LatLonGrid::equiangular(32, 64, PoleRows::Excluded, LatitudeOrder::Ascending).unwrap();
         let mm = Multimesh::new(2).unwrap();
         let positions = grid.positions();
-        let (senders, receivers) = grid2mesh_edges(&mm, &positions).unwrap();
+        let (senders, receivers) =
+            grid2mesh_edges(&mm, &positions, GRID2MESH_RADIUS_FACTOR).unwrap();
         let radius = 0.6 * mm.finest_max_edge_length();
         let mut expected = Vec::new();
         for (node, &m) in mm.positions().iter().enumerate() {

@@ -20,19 +20,23 @@ pub struct EdgeSet {
     receivers: Vec<u32>,
     features: Vec<f32>,
     max_edge_length: f64,
+    normalisation: f64,
 }
 
 impl EdgeSet {
     /// Computes the features of edges `senders[k] -> receivers[k]`.
     ///
     /// sender_positions: [senders, 3]; receiver_positions, receiver_rotations: [receivers] (rotation
-    /// of each receiver node to the reference point).
+    /// of each receiver node to the reference point). The features are divided by `normalisation`, or by
+    /// the longest edge when it is `None` (GraphCast divides by the longest edge of each graph unless its
+    /// config fixes a factor, as `mesh2grid_edge_normalization_factor` does).
     pub fn new(
         senders: Vec<u32>,
         receivers: Vec<u32>,
         sender_positions: &[Vec3],
         receiver_positions: &[Vec3],
         receiver_rotations: &[Mat3],
+        normalisation: Option<f64>,
     ) -> Self {
         let displacements: Vec<Vec3> = senders
             .par_iter()
@@ -45,20 +49,21 @@ impl EdgeSet {
         let max_edge_length = displacements.iter().map(|&d| norm(d)).fold(0.0, f64::max);
         // A graph whose edges all have zero length (a grid point on a mesh node, alone) keeps raw
         // features rather than dividing by zero.
-        let scale = if max_edge_length > 0.0 {
-            1.0 / max_edge_length
-        } else {
-            1.0
+        let normalisation = match normalisation {
+            Some(factor) => factor,
+            None if max_edge_length > 0.0 => max_edge_length,
+            None => 1.0,
         };
         let features = displacements
             .iter()
-            .flat_map(|&d| [norm(d), d[0], d[1], d[2]].map(|x| (x * scale) as f32))
+            .flat_map(|&d| [norm(d), d[0], d[1], d[2]].map(|x| (x / normalisation) as f32))
             .collect();
         Self {
             senders,
             receivers,
             features,
             max_edge_length,
+            normalisation,
         }
     }
 
@@ -82,9 +87,14 @@ impl EdgeSet {
         &self.features
     }
 
-    /// The longest edge (chord on the unit sphere) that the features were divided by.
+    /// The longest edge (chord on the unit sphere).
     pub fn max_edge_length(&self) -> f64 {
         self.max_edge_length
+    }
+
+    /// What the features were divided by: the longest edge unless a factor was given.
+    pub fn normalisation(&self) -> f64 {
+        self.normalisation
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod connectivity;
 pub mod features;
+pub mod graphcast;
 pub mod interpolation;
 
 use thiserror::Error;
@@ -18,9 +19,10 @@ pub use connectivity::GRID2MESH_RADIUS_FACTOR;
 pub use features::{EDGE_FEATURES, EdgeSet, NODE_FEATURES};
 pub use interpolation::MeshToGridInterpolation;
 
+use crate::config::{GraphRules, ModelConfig};
 use crate::grid::LatLonGrid;
 use crate::mesh::{MeshError, Multimesh};
-use crate::sphere::{Mat3, rotation_to_reference};
+use crate::sphere::{Mat3, Vec3, rotation_to_reference};
 
 /// Failures a caller can cause when building graphs or applying the interpolation operator.
 #[derive(Debug, Error)]
@@ -52,64 +54,158 @@ pub struct ModelGraph {
     interpolation: MeshToGridInterpolation,
 }
 
+/// The positions and (lat, lon) that node and edge features are computed from, and the node features
+/// themselves (GraphCast computes them from f32 coordinates, WeatherLens's rules in f64).
+pub(crate) struct FeatureGeometry {
+    mesh_positions: Vec<Vec3>,
+    mesh_lat_lon: Vec<(f64, f64)>,
+    mesh_node_features: Vec<f32>,
+    grid_positions: Vec<Vec3>,
+    grid_lat_lon: Vec<(f64, f64)>,
+    grid_node_features: Vec<f32>,
+}
+
+impl FeatureGeometry {
+    /// From (position, (lat, lon), node features) of every mesh node and every grid point.
+    pub(crate) fn from_points(
+        mesh: impl Iterator<Item = (Vec3, (f64, f64), [f32; NODE_FEATURES])>,
+        grid: impl Iterator<Item = (Vec3, (f64, f64), [f32; NODE_FEATURES])>,
+    ) -> Self {
+        let split = |points: Vec<(Vec3, (f64, f64), [f32; NODE_FEATURES])>| {
+            let positions = points.iter().map(|p| p.0).collect();
+            let lat_lon = points.iter().map(|p| p.1).collect();
+            let features = points.iter().flat_map(|p| p.2).collect();
+            (positions, lat_lon, features)
+        };
+        let (mesh_positions, mesh_lat_lon, mesh_node_features) = split(mesh.collect());
+        let (grid_positions, grid_lat_lon, grid_node_features) = split(grid.collect());
+        Self {
+            mesh_positions,
+            mesh_lat_lon,
+            mesh_node_features,
+            grid_positions,
+            grid_lat_lon,
+            grid_node_features,
+        }
+    }
+}
+
 impl ModelGraph {
-    /// Builds the multimesh of `mesh_level` and the graphs linking it to `grid`.
+    /// Builds the multimesh of `mesh_level` and the graphs linking it to `grid` by WeatherLens's rules (f64
+    /// geometry, GraphCast's radius fraction 0.6, mesh2grid by the containing triangle).
     pub fn build(grid: &LatLonGrid, mesh_level: u32) -> Result<Self, GraphError> {
+        Self::weatherlens(grid, mesh_level, GRID2MESH_RADIUS_FACTOR, None)
+    }
+
+    /// The graphs of a model configured by `config`: its mesh level, radius fraction, mesh2grid
+    /// normalisation and graph rules.
+    pub fn for_model(grid: &LatLonGrid, config: &ModelConfig) -> Result<Self, GraphError> {
+        let (level, fraction, normalisation) = (
+            config.mesh_level,
+            config.grid2mesh_radius_fraction,
+            config.mesh2grid_edge_normalisation,
+        );
+        match config.graph {
+            GraphRules::Weatherlens => Self::weatherlens(grid, level, fraction, normalisation),
+            GraphRules::Graphcast => graphcast::build(grid, level, fraction, normalisation),
+        }
+    }
+
+    fn weatherlens(
+        grid: &LatLonGrid,
+        mesh_level: u32,
+        fraction: f64,
+        mesh2grid_normalisation: Option<f64>,
+    ) -> Result<Self, GraphError> {
         let multimesh = Multimesh::new(mesh_level)?;
         let grid_positions = grid.positions();
-        let (g2m_senders, g2m_receivers) =
-            connectivity::grid2mesh_edges(&multimesh, &grid_positions)?;
+        let grid2mesh = connectivity::grid2mesh_edges(&multimesh, &grid_positions, fraction)?;
         let interpolation = MeshToGridInterpolation::new(multimesh.finest_mesh(), grid)?;
-        let m2g_senders = interpolation.mesh_nodes().to_vec();
-        let m2g_receivers = (0..grid.num_points() as u32)
-            .flat_map(|point| [point; 3])
-            .collect();
-        let mesh_lat_lon = || {
-            multimesh
-                .node_lat()
-                .iter()
-                .copied()
-                .zip(multimesh.node_lon().iter().copied())
+        let mesh2grid_senders = interpolation.mesh_nodes().to_vec();
+        let point = |position: Vec3, (lat, lon): (f64, f64)| {
+            let (sin_lon, cos_lon) = lon.to_radians().sin_cos();
+            let features = [lat.to_radians().sin(), cos_lon, sin_lon].map(|x| x as f32);
+            (position, (lat, lon), features)
         };
-        let grid_lat_lon = || (0..grid.num_points()).map(|k| grid.lat_lon(k));
-        let mesh_rotations: Vec<Mat3> = mesh_lat_lon()
-            .map(|(lat, lon)| rotation_to_reference(lat, lon))
-            .collect();
-        let grid_rotations: Vec<Mat3> = grid_lat_lon()
-            .map(|(lat, lon)| rotation_to_reference(lat, lon))
-            .collect();
-        let mesh_positions = multimesh.positions();
+        let geometry = FeatureGeometry::from_points(
+            multimesh
+                .positions()
+                .iter()
+                .zip(multimesh.node_lat().iter().zip(multimesh.node_lon()))
+                .map(|(&p, (&lat, &lon))| point(p, (lat, lon))),
+            (0..grid.num_points()).map(|k| point(grid_positions[k], grid.lat_lon(k))),
+        );
+        Ok(Self::assemble(
+            grid,
+            multimesh,
+            &geometry,
+            grid2mesh,
+            mesh2grid_senders,
+            mesh2grid_normalisation,
+            interpolation,
+        ))
+    }
+
+    /// The graph from its connectivity: grid2mesh (senders = grid points, receivers = mesh nodes) and the 3
+    /// mesh2grid senders of every grid point in order; features from `geometry`; `interpolation` is the
+    /// barycentric mesh -> grid operator analyses use (the containing triangle's, whatever the rules).
+    pub(crate) fn assemble(
+        grid: &LatLonGrid,
+        multimesh: Multimesh,
+        geometry: &FeatureGeometry,
+        (grid2mesh_senders, grid2mesh_receivers): (Vec<u32>, Vec<u32>),
+        mesh2grid_senders: Vec<u32>,
+        mesh2grid_normalisation: Option<f64>,
+        interpolation: MeshToGridInterpolation,
+    ) -> Self {
+        let rotations = |lat_lon: &[(f64, f64)]| -> Vec<Mat3> {
+            lat_lon
+                .iter()
+                .map(|&(lat, lon)| rotation_to_reference(lat, lon))
+                .collect()
+        };
+        let (mesh_rotations, grid_rotations) = (
+            rotations(&geometry.mesh_lat_lon),
+            rotations(&geometry.grid_lat_lon),
+        );
+        let (mesh, points) = (&geometry.mesh_positions, &geometry.grid_positions);
         let mesh_edges = EdgeSet::new(
             multimesh.senders().to_vec(),
             multimesh.receivers().to_vec(),
-            mesh_positions,
-            mesh_positions,
+            mesh,
+            mesh,
             &mesh_rotations,
+            None,
         );
         let grid2mesh = EdgeSet::new(
-            g2m_senders,
-            g2m_receivers,
-            &grid_positions,
-            mesh_positions,
+            grid2mesh_senders,
+            grid2mesh_receivers,
+            points,
+            mesh,
             &mesh_rotations,
+            None,
         );
+        let mesh2grid_receivers = (0..grid.num_points() as u32)
+            .flat_map(|point| [point; 3])
+            .collect();
         let mesh2grid = EdgeSet::new(
-            m2g_senders,
-            m2g_receivers,
-            mesh_positions,
-            &grid_positions,
+            mesh2grid_senders,
+            mesh2grid_receivers,
+            mesh,
+            points,
             &grid_rotations,
+            mesh2grid_normalisation,
         );
-        Ok(Self {
-            grid_node_features: features::node_features(grid_lat_lon()),
-            mesh_node_features: features::node_features(mesh_lat_lon()),
+        Self {
+            grid_node_features: geometry.grid_node_features.clone(),
+            mesh_node_features: geometry.mesh_node_features.clone(),
             grid: grid.clone(),
             multimesh,
             mesh_edges,
             grid2mesh,
             mesh2grid,
             interpolation,
-        })
+        }
     }
 
     pub fn grid(&self) -> &LatLonGrid {
