@@ -27,7 +27,7 @@ use crate::atmosphere::{self, AtmosphereConfig};
 use crate::config::{DataSource, RunConfig};
 use crate::data::{self, DataError};
 use crate::dataset::{
-    Channel, Dataset, DatasetError, GridReader, VariableSelection, iso8601, write_era5,
+    Channel, Dataset, DatasetError, Reader, VariableSelection, iso8601, write_era5,
 };
 use crate::loss::{loss_weights, weighted_mse};
 use crate::trainer::build_model;
@@ -284,7 +284,7 @@ pub fn config_data_shape(config: &RunConfig) -> Result<(LatLonGrid, usize), Benc
         }
         DataSource::Netcdf => {
             let files = data::netcdf_files(&config.data.path)?;
-            let reader = GridReader::open(&files, &config.data.variables)?;
+            let reader = Reader::open(&files, &config.data.variables)?;
             let grid = LatLonGrid::from_coordinates(reader.lat().to_vec(), reader.lon().to_vec())?;
             Ok((grid, reader.channels().len()))
         }
@@ -448,7 +448,7 @@ pub struct LoaderBenchmark {
     pub size: LoaderBenchSize,
     /// Training-split samples read in each pass.
     pub samples: usize,
-    /// Reading frame by frame from the NetCDF file ([`GridReader`]).
+    /// Reading frame by frame from the NetCDF file ([`Reader`]).
     pub disk_samples_per_s: f64,
     /// From the data set held in memory (what the trainer does).
     pub memory_samples_per_s: f64,
@@ -532,7 +532,7 @@ fn time_loader(
         debug_assert_eq!(seen, samples);
         Ok(seen as f64 / started.elapsed().as_secs_f64())
     };
-    let reader = GridReader::open(&[path], &VariableSelection::for_channels(&dataset.channels))?;
+    let reader = Reader::open(&[path], &VariableSelection::for_channels(&dataset.channels))?;
     let disk_samples_per_s = epoch(Arc::new(reader))?;
     let memory_samples_per_s = epoch(Arc::new(dataset.clone()))?;
     let frame_mb = (dataset.frame_len() * 4) as f64 / 1e6;

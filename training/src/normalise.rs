@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Channel, Dataset, DatasetError, GridReader, Moments, iso8601};
+use crate::dataset::{Channel, Dataset, DatasetError, Moments, Reader, iso8601};
 
 /// Default interval of the differences whose spread scales increments: the 6-hour model step.
 pub const DEFAULT_DIFF_HOURS: i64 = 6;
@@ -290,7 +290,7 @@ fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Normalise
 }
 
 /// Accumulates statistics over consecutive time chunks, so that a training period larger than memory can be
-/// streamed from a [`GridReader`].
+/// streamed from a [`Reader`].
 #[derive(Debug, Clone)]
 pub struct NormalisationAccumulator {
     channels: Vec<Channel>,
@@ -495,7 +495,7 @@ pub fn compute_from_dataset(
 
 /// Statistics of times `times` of a file, streamed `times_per_chunk` times at a time.
 pub fn compute_from_reader(
-    reader: &GridReader,
+    reader: &Reader,
     times: Range<usize>,
     diff_hours: i64,
     times_per_chunk: usize,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::Channel;
 use super::error::DatasetError;
-use super::reader::{GridReader, VariableSelection, channel_name};
+use super::reader::{Reader, VariableSelection, channel_name};
 use super::write::Era5Writer;
 
 /// Size of the synthetic file to time.
@@ -76,11 +76,11 @@ pub fn bench_netcdf_io(dir: &Path, size: IoBenchSize) -> Result<IoBenchmark, Dat
     let file_bytes = std::fs::metadata(&path)
         .map_err(|source| DatasetError::Io {
             path: path.clone(),
-            source,
+            error: source,
         })?
         .len();
 
-    let reader = GridReader::open(&[&path], &VariableSelection::for_channels(&channels))?;
+    let reader = Reader::open(&[&path], &VariableSelection::for_channels(&channels))?;
     let started = Instant::now();
     for chunk in reader.chunks(chunk) {
         chunk?;
@@ -95,7 +95,7 @@ pub fn bench_netcdf_io(dir: &Path, size: IoBenchSize) -> Result<IoBenchmark, Dat
     drop(reader);
     std::fs::remove_file(&path).map_err(|source| DatasetError::Io {
         path: path.clone(),
-        source,
+        error: source,
     })?;
 
     let megabytes = (size.times * frame_len * 4) as f64 / 1e6;
