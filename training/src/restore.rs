@@ -59,7 +59,7 @@ pub fn restore(dir: &Path, device: &Device) -> Result<Restored, RestoreError> {
         ModelGraph::build(&grid, config.model.mesh_level).map_err(|e| mismatch(e.to_string()))?;
     let model = checkpoint::load_model(
         &checkpoint,
-        trainer::build_model(config, dataset.channels.len(), device),
+        trainer::build_model_for(config, &state.normalisation, device),
     )?;
     let emulator = Emulator::new(
         model,

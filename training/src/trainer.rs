@@ -27,7 +27,9 @@ use crate::data::{self, DataError};
 use crate::dataset::{Channel, Dataset, DatasetError, iso8601, parse_iso8601_hours};
 use crate::emulator::Emulator;
 use crate::loss::{loss_weights, weighted_mse};
-use crate::normalise::{Climatology, NormalisationStats, NormaliseError, compute_from_dataset};
+use crate::normalise::{
+    Climatology, NormalisationStats, NormaliseError, compute_statistics, find_static_channels,
+};
 use crate::windows::{Batch, Split, WindowError, Windows};
 
 pub const METRICS_CSV: &str = "metrics.csv";
@@ -42,7 +44,7 @@ pub enum TrainError {
     Dataset(#[from] DatasetError),
     #[error("samples: {0}")]
     Windows(#[from] WindowError),
-    #[error("normalisation: {0}")]
+    #[error(transparent)]
     Normalise(#[from] NormaliseError),
     #[error("grid of the data: {0}")]
     Grid(#[from] GridError),
@@ -149,7 +151,35 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared, TrainError> {
     }
     let train_range = time_index_range(&dataset.time_hours, &config.data.windows.train)?;
     let train_part = slice_times(&dataset, train_range);
-    let (stats, climatology) = compute_from_dataset(&train_part, config.data.windows.step_hours)?;
+    // Fields that are the same at every time (land-sea mask, orography) are static inputs, not targets.
+    let static_channels = find_static_channels(&dataset);
+    if !static_channels.is_empty() {
+        tracing::info!(
+            "static inputs (the same field at every time, not predicted): {}",
+            static_channels.join(", ")
+        );
+    }
+    let (stats, climatology) = compute_statistics(
+        &train_part,
+        config.data.windows.step_hours,
+        &static_channels,
+    )?;
+    let zero_spread = stats.zero_spread_channels();
+    if !zero_spread.is_empty() {
+        tracing::warn!(
+            "{}: their {}-hour differences have zero spread, so their increments are scaled by their std, not by \
+             diff_std",
+            zero_spread.join(", "),
+            stats.diff_hours
+        );
+    }
+    if stats.dynamic_count() == 0 {
+        return Err(NormaliseError::Input(format!(
+            "every channel is static ({}): there is nothing to predict",
+            static_channels.join(", ")
+        ))
+        .into());
+    }
     let grid = LatLonGrid::from_coordinates(dataset.lat.clone(), dataset.lon.clone())?;
     let graph = ModelGraph::build(&grid, config.model.mesh_level)?;
     let uncovered = graph.mesh_nodes_without_grid_senders();
@@ -219,13 +249,34 @@ fn slice_times(dataset: &Dataset, range: std::ops::Range<usize>) -> Dataset {
     }
 }
 
-/// Build the model of `config` with seeded weights and positional parameter ids.
+/// Build the model of `config` with seeded weights and positional parameter ids, every one of `channels`
+/// predicted.
 pub fn build_model(config: &RunConfig, channels: usize, device: &Device) -> WeatherModel {
+    build_model_with_static(config, channels, 0, device)
+}
+
+/// Build the model for the channels of `stats`: input [previous dynamic, current dynamic, static], output the
+/// dynamic channels.
+pub fn build_model_for(
+    config: &RunConfig,
+    stats: &NormalisationStats,
+    device: &Device,
+) -> WeatherModel {
+    let dynamic = stats.dynamic_count();
+    build_model_with_static(config, dynamic, stats.channels.len() - dynamic, device)
+}
+
+fn build_model_with_static(
+    config: &RunConfig,
+    dynamic: usize,
+    statics: usize,
+    device: &Device,
+) -> WeatherModel {
     device.seed(config.seed);
     checkpoint::canonical_param_ids(WeatherModel::new(
         &config.model,
-        2 * channels,
-        channels,
+        2 * dynamic + statics,
+        dynamic,
         device,
     ))
 }
@@ -240,7 +291,9 @@ fn optimizer(config: &RunConfig) -> ModuleOptimizer {
         .init()
 }
 
-/// The loss weights of GraphCast: cos(latitude) per grid point times the configured channel weight.
+/// The loss weights of GraphCast: cos(latitude) per grid point times the configured channel weight; static
+/// channels weigh 0 (they are not predicted) and the others `channels / dynamic` times more, so that the loss
+/// stays a mean over predicted channels.
 fn weights(config: &RunConfig, prepared: &Prepared, device: &Device) -> Tensor<3> {
     let grid = prepared.graph.grid();
     let row_weights = grid.latitude_weights();
@@ -252,12 +305,18 @@ fn weights(config: &RunConfig, prepared: &Prepared, device: &Device) -> Tensor<3
         .channels
         .iter()
         .map(|c| {
-            config
-                .data
-                .channel_weights
-                .get(&c.name)
-                .copied()
-                .unwrap_or(1.0)
+            if c.is_static {
+                return 0.0;
+            }
+            let all = prepared.stats.channels.len() as f64;
+            let predicted = prepared.stats.dynamic_count().max(1) as f64;
+            all / predicted
+                * config
+                    .data
+                    .channel_weights
+                    .get(&c.name)
+                    .copied()
+                    .unwrap_or(1.0)
         })
         .collect();
     loss_weights(&per_point, &per_channel, device)
@@ -314,8 +373,7 @@ pub fn train(
     let started = Instant::now();
     let prepared = prepare(config)?;
     let train_device = device.clone().autodiff();
-    let channels = prepared.stats.channels.len();
-    let mut model = build_model(config, channels, &train_device);
+    let mut model = build_model_for(config, &prepared.stats, &train_device);
     let mut optim = optimizer(config);
     let mut start_step = 0;
     let run_dir = &options.run_dir;
