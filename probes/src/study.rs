@@ -275,6 +275,7 @@ pub fn execute(
                     resume,
                     progress_bar,
                     stop_at: None,
+                    accept_data_change: false,
                 },
                 device,
             )

@@ -22,6 +22,9 @@ pub struct TrainArgs {
     /// Stop after this many updates in total (the schedule still spans training.steps).
     #[arg(long)]
     pub stop_at: Option<usize>,
+    /// On --resume, go on when the data's statistics differ from the checkpoint's (the checkpoint's are kept).
+    #[arg(long)]
+    pub accept_data_change: bool,
 }
 
 pub fn run(args: TrainArgs, device: &Device, quiet: bool) -> Result<()> {
@@ -36,6 +39,7 @@ pub fn run(args: TrainArgs, device: &Device, quiet: bool) -> Result<()> {
             resume: args.resume,
             progress_bar: !quiet,
             stop_at: args.stop_at,
+            accept_data_change: args.accept_data_change,
         },
         device,
     )?;

@@ -174,6 +174,54 @@ impl NormalisationStats {
         self.channels.iter().filter(|c| !c.is_static).count()
     }
 
+    /// The channels whose statistics differ from `fresh`'s, each with what changed.
+    ///
+    /// Tolerance: a mean or std differs when it moves by more than 1e-6 of the channel's std, a `diff_std` when it
+    /// moves by more than 1e-6 of itself. Statistics of unchanged data recomputed are equal to rounding (1e-12 or
+    /// less); a revision of a few times in a training period moves them by 1e-3 of the std or more.
+    pub fn differences(&self, fresh: &Self) -> Vec<String> {
+        const TOLERANCE: f64 = 1e-6;
+        let mut changed = Vec::new();
+        for old in &self.channels {
+            let Some(new) = fresh.channels.iter().find(|c| c.name == old.name) else {
+                changed.push(format!("{} (not in the data now)", old.name));
+                continue;
+            };
+            let scale = old.scale().max(f64::MIN_POSITIVE);
+            // NaN on either side counts as moved.
+            let moved = |a: f64, b: f64, unit: f64| {
+                (a - b).abs().partial_cmp(&(TOLERANCE * unit)) != Some(std::cmp::Ordering::Less)
+                    && a != b
+            };
+            let mut what = Vec::new();
+            if moved(old.mean, new.mean, scale) {
+                what.push(format!("mean {} -> {}", old.mean, new.mean));
+            }
+            if moved(old.std, new.std, scale) {
+                what.push(format!("std {} -> {}", old.std, new.std));
+            }
+            if moved(
+                old.diff_std,
+                new.diff_std,
+                old.diff_std.abs().max(f64::MIN_POSITIVE),
+            ) {
+                what.push(format!("diff_std {} -> {}", old.diff_std, new.diff_std));
+            }
+            if old.is_static != new.is_static {
+                what.push(format!("static {} -> {}", old.is_static, new.is_static));
+            }
+            if !what.is_empty() {
+                changed.push(format!("{} ({})", old.name, what.join(", ")));
+            }
+        }
+        for new in &fresh.channels {
+            if !self.channels.iter().any(|c| c.name == new.name) {
+                changed.push(format!("{} (new in the data)", new.name));
+            }
+        }
+        changed
+    }
+
     /// [channel] standard deviations of `diff_hours` differences as f32.
     pub fn diff_stds(&self) -> Vec<f32> {
         self.channels.iter().map(|c| c.diff_std as f32).collect()
@@ -841,6 +889,63 @@ mod tests {
         assert_eq!(a.diff_std, 0.0);
         assert_eq!(a.increment_scale(), a.std);
         assert_eq!(stats.zero_spread_channels(), ["a"]);
+    }
+
+    #[test]
+    fn differences_name_the_channels_whose_statistics_moved() {
+        let (stats, _) = compute_from_dataset(&tiny(), 6).unwrap();
+        assert!(stats.differences(&stats.clone()).is_empty());
+        let mut moved = stats.clone();
+        // 1e-7 of a's std (2.5): within tolerance; 1e-5: named.
+        moved.channels[0].mean += 2.5e-7;
+        assert!(stats.differences(&moved).is_empty());
+        moved.channels[0].mean += 2.5e-5;
+        moved.channels[1].diff_std *= 1.0 + 1e-3;
+        let changed = stats.differences(&moved);
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert!(changed[0].starts_with("a (mean") && changed[1].starts_with("b (diff_std"));
+        moved.channels.pop();
+        assert!(stats.differences(&moved)[1].contains("b (not in the data now)"));
+    }
+
+    /// `tests/fixtures/layouts/revision/`: the training period's statistics match the fixture script's, and a
+    /// revised download changes t2m's, not z500's.
+    #[test]
+    fn statistics_of_a_training_period_and_of_its_revision() {
+        let layouts =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/layouts");
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(layouts.join("expected.json")).unwrap())
+                .unwrap();
+        let training_stats = |version: &str| {
+            let dataset = Reader::open(&[layouts.join(format!("revision/era5_{version}.nc"))], &[])
+                .unwrap()
+                .read_times(0..12)
+                .unwrap();
+            let (stats, _) =
+                compute_statistics(&dataset, 6, &find_static_channels(&dataset)).unwrap();
+            let want =
+                &expected["fixtures"][format!("revision/era5_{version}.nc")]["training_stats"];
+            for c in &stats.channels {
+                for (figure, value) in [("mean", c.mean), ("std", c.std), ("diff_std", c.diff_std)]
+                {
+                    let right = want[&c.name][figure].as_f64().unwrap();
+                    assert!(
+                        (value - right).abs() < 1e-6 * right.abs().max(1.0),
+                        "{version} {} {figure}",
+                        c.name
+                    );
+                }
+            }
+            stats
+        };
+        let (v1, v2) = (training_stats("v1"), training_stats("v2"));
+        let changed = v1.differences(&v2);
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert!(
+            changed[0].starts_with("t2m (mean 284.859375 -> 285.109375"),
+            "{changed:?}"
+        );
     }
 
     /// `tests/fixtures/layouts/static/hourly_accum_reset.nc`: tp changes every hour but not over 6 hours; it is

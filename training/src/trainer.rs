@@ -67,6 +67,16 @@ pub enum TrainError {
     },
     #[error("cannot resume from {path}: {reason}")]
     Resume { path: PathBuf, reason: String },
+    #[error(
+        "cannot resume from {path}: the data changed since the checkpoint (a revised download?): the normalisation \
+         statistics of the training period differ for {}. Resume with --accept-data-change to keep the \
+         checkpoint's statistics and climatology, or start a new run",
+        channels.join("; ")
+    )]
+    DataChanged {
+        path: PathBuf,
+        channels: Vec<String>,
+    },
     #[error("the {split:?} split has no samples: check data.windows and the data's time range")]
     EmptySplit { split: Split },
 }
@@ -117,6 +127,8 @@ pub struct TrainOptions {
     pub progress_bar: bool,
     /// Stop after this many updates in total (simulates an interruption in tests); `None` = `training.steps`.
     pub stop_at: Option<usize>,
+    /// On resume, go on when the data's statistics differ from the checkpoint's (keeping the checkpoint's).
+    pub accept_data_change: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -371,7 +383,7 @@ pub fn train(
     device: &Device,
 ) -> Result<TrainReport, TrainError> {
     let started = Instant::now();
-    let prepared = prepare(config)?;
+    let mut prepared = prepare(config)?;
     let train_device = device.clone().autodiff();
     let mut model = build_model_for(config, &prepared.stats, &train_device);
     let mut optim = optimizer(config);
@@ -386,6 +398,27 @@ pub fn train(
         let checkpoint = checkpoint::latest(resume)?;
         let state: RunState = checkpoint::load_run(&checkpoint)?;
         check_resumable(config, &state, &prepared, &checkpoint)?;
+        // The checkpoint's statistics are authoritative: the model was trained in their units.
+        let changed = state.normalisation.differences(&prepared.stats);
+        if !changed.is_empty() {
+            if !options.accept_data_change {
+                return Err(TrainError::DataChanged {
+                    path: checkpoint,
+                    channels: changed,
+                });
+            }
+            tracing::warn!(
+                "the data changed since {} ({}): keeping the checkpoint's normalisation statistics and \
+                 climatology (--accept-data-change)",
+                checkpoint.display(),
+                changed.join("; ")
+            );
+        }
+        if state.normalisation.static_flags() != prepared.stats.static_flags() {
+            model = build_model_for(config, &state.normalisation, &train_device);
+        }
+        prepared.stats = state.normalisation.clone();
+        keep_climatology(&checkpoint, run_dir, &prepared.climatology)?;
         model = checkpoint::load_model(&checkpoint, model)?;
         optim = checkpoint::load_optimizer(&checkpoint, optim)?;
         start_step = state.step;
@@ -396,8 +429,8 @@ pub fn train(
         );
     } else {
         remove_metrics(run_dir)?;
+        prepared.climatology.save(&run_dir.join(CLIMATOLOGY_FILE))?;
     }
-    prepared.climatology.save(&run_dir.join(CLIMATOLOGY_FILE))?;
 
     let weights = weights(config, &prepared, &train_device);
     let mut emulator = Emulator::new(
@@ -547,6 +580,42 @@ fn validation_loss(
         count += 1;
     }
     Ok(sum / count.max(1) as f64)
+}
+
+/// On resume the run keeps the climatology it started with: the checkpoint's run folder's `climatology.json`,
+/// copied into `run_dir` when that is another folder. Only when the checkpoint's run has none is one written from
+/// the current data, and the log says so.
+fn keep_climatology(
+    checkpoint: &Path,
+    run_dir: &Path,
+    fresh: &Climatology,
+) -> Result<(), TrainError> {
+    let target = run_dir.join(CLIMATOLOGY_FILE);
+    let original = checkpoint
+        .parent()
+        .map(|p| p.join(CLIMATOLOGY_FILE))
+        .filter(|p| p.is_file());
+    match original {
+        Some(original) => {
+            let same = fs::canonicalize(&original).ok() == fs::canonicalize(&target).ok();
+            if !same {
+                fs::copy(&original, &target).map_err(io_error(&target))?;
+                tracing::info!(
+                    "{}: copied from the checkpoint's run ({})",
+                    target.display(),
+                    original.display()
+                );
+            }
+        }
+        None => {
+            tracing::warn!(
+                "{}: the checkpoint's run has no climatology; writing one from the current data",
+                target.display()
+            );
+            fresh.save(&target)?;
+        }
+    }
+    Ok(())
 }
 
 fn check_resumable(
