@@ -94,15 +94,135 @@ impl Decoding {
     }
 
     /// The physical value of a raw value.
+    #[inline]
     pub fn unpack(&self, raw: f64) -> f64 {
         raw * self.scale_factor + self.add_offset
     }
 
-    /// What is wrong with a raw value once decoded to the f32 the readers keep, or `None` when usable.
-    pub fn problem(&self, raw: f64) -> Option<&'static str> {
-        self.classify(raw).or_else(|| {
-            let single = self.unpack(raw) as f32;
-            single.is_infinite().then_some("value beyond the f32 range")
-        })
+    /// The physical value of a raw value, or what is wrong with it (missing by one of the rules above, or
+    /// beyond the range of the f32 the readers keep). One pass, for the read loop.
+    #[inline]
+    pub fn decode(&self, raw: f64) -> Result<f64, &'static str> {
+        for &(missing, kind) in &self.missing {
+            if missing == raw || (missing.is_nan() && raw.is_nan()) {
+                return Err(kind);
+            }
+        }
+        if !raw.is_finite() {
+            return Err(if raw.is_nan() { "NaN" } else { "infinity" });
+        }
+        let physical = self.unpack(raw);
+        if (physical as f32).is_infinite() {
+            return Err("value beyond the f32 range");
+        }
+        Ok(physical)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::dataset::source::{Dimension, SourceFormat};
+
+    /// A source with no data, to give `Decoding::of` a path and a format.
+    #[derive(Debug)]
+    struct Empty(SourceFormat, PathBuf);
+
+    impl GriddedSource for Empty {
+        fn path(&self) -> &Path {
+            &self.1
+        }
+        fn format(&self) -> SourceFormat {
+            self.0
+        }
+        fn dimensions(&self) -> &[Dimension] {
+            &[]
+        }
+        fn variables(&self) -> &[VariableInfo] {
+            &[]
+        }
+        fn read(&self, _: &str, _: &[usize], _: &[usize]) -> Result<Vec<f64>, DatasetError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn variable(value_type: ValueType, attributes: &[(&str, AttrValue)]) -> VariableInfo {
+        VariableInfo {
+            name: "x".into(),
+            dims: vec!["time".into()],
+            shape: vec![1],
+            value_type,
+            attributes: attributes
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn numbers(values: &[f64]) -> AttrValue {
+        AttrValue::Numbers(values.to_vec())
+    }
+
+    #[test]
+    fn missing_values_follow_the_netcdf_rules() {
+        let netcdf = Empty(SourceFormat::Netcdf4, "a.nc".into());
+        let zarr = Empty(SourceFormat::ZarrV2, "a.zarr".into());
+        // No _FillValue: netCDF's default fill is missing (NC_FILL_FLOAT read back as f64), in netCDF only.
+        let plain = variable(ValueType::F32, &[]);
+        let decoding = Decoding::of(&netcdf, &plain).unwrap();
+        assert_eq!(
+            decoding.decode(9.969_209_968_386_869e36),
+            Err("netCDF default fill value")
+        );
+        assert_eq!(decoding.decode(1.5), Ok(1.5));
+        assert_eq!(
+            Decoding::of(&zarr, &plain)
+                .unwrap()
+                .decode(9.969_209_968_386_869e36)
+                .ok(),
+            Some(9.969_209_968_386_869e36)
+        );
+        // A float32 _FillValue of 1e20 matches the stored float32 1.00000002e20; NaN and infinities are missing.
+        let filled = variable(ValueType::F32, &[("_FillValue", numbers(&[1e20]))]);
+        let decoding = Decoding::of(&netcdf, &filled).unwrap();
+        assert_eq!(decoding.decode(f64::from(1e20_f32)), Err("fill value"));
+        assert_eq!(decoding.decode(f64::NAN), Err("NaN"));
+        assert_eq!(decoding.decode(f64::INFINITY), Err("infinity"));
+        // Packed int16 with missing_value only: -999 is missing, and so is the default fill -32767.
+        let packed = variable(
+            ValueType::I16,
+            &[
+                ("scale_factor", numbers(&[0.5])),
+                ("add_offset", numbers(&[100.0])),
+                ("missing_value", numbers(&[-999.0])),
+            ],
+        );
+        let decoding = Decoding::of(&netcdf, &packed).unwrap();
+        assert_eq!(decoding.decode(10.0), Ok(105.0));
+        assert_eq!(decoding.decode(-999.0), Err("missing_value"));
+        assert_eq!(decoding.decode(-32767.0), Err("netCDF default fill value"));
+        // A NaN _FillValue; a value that unpacks beyond the f32 range.
+        let nan_fill = variable(
+            ValueType::F64,
+            &[
+                ("_FillValue", numbers(&[f64::NAN])),
+                ("scale_factor", numbers(&[1e300])),
+            ],
+        );
+        let decoding = Decoding::of(&netcdf, &nan_fill).unwrap();
+        assert_eq!(decoding.decode(f64::NAN), Err("fill value"));
+        assert_eq!(decoding.decode(1.0), Err("value beyond the f32 range"));
+        // A text _FillValue is a bad attribute naming the variable.
+        let text = variable(
+            ValueType::F32,
+            &[("_FillValue", AttrValue::Text("none".into()))],
+        );
+        let error = Decoding::of(&netcdf, &text).unwrap_err().to_string();
+        assert!(
+            error.contains("_FillValue") && error.contains("`x`"),
+            "{error}"
+        );
     }
 }

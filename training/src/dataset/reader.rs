@@ -463,10 +463,10 @@ impl Reader {
                     .enumerate()
                     .find_map(|(s, p)| p.as_ref().map(|p| (s, p)))
                     .ok_or_else(|| self.no_source(plan))?;
-                let fields =
+                let field =
                     self.read_fields(plan, s, source_plan, &[], 1, &[times.start], policy)?;
                 for t in times.clone() {
-                    store(t, c, &fields[0]);
+                    store(t, c, &field);
                 }
                 continue;
             }
@@ -506,7 +506,7 @@ impl Reader {
                     &series_times,
                     policy,
                 )?;
-                for (r, field) in fields.iter().enumerate() {
+                for (r, field) in fields.chunks_exact(field_len).enumerate() {
                     store(t + r, c, field);
                 }
                 t += run;
@@ -532,7 +532,7 @@ impl Reader {
     }
 
     /// Reads `run` consecutive fields of a channel from source `s`, starting at `time_index` along the source's
-    /// time dimensions (empty for a static field), each decoded into file-order [lat, lon].
+    /// time dimensions (empty for a static field), decoded into [run, lat, lon] in file order.
     #[allow(clippy::too_many_arguments)]
     fn read_fields(
         &self,
@@ -543,7 +543,7 @@ impl Reader {
         run: usize,
         series_times: &[usize],
         policy: MissingPolicy,
-    ) -> Result<Vec<Vec<f64>>, DatasetError> {
+    ) -> Result<Vec<f64>, DatasetError> {
         let source = self.sources[s].as_ref();
         let info = source.require(&plan.variable)?;
         let (n_lat, n_lon) = (self.file_lat.len(), self.file_lon.len());
@@ -596,7 +596,10 @@ impl Reader {
                     .map_or(0, |&(_, k)| k),
             }
         };
-        let mut fields = Vec::with_capacity(run);
+        let field_len = n_lat * n_lon;
+        // Fields stored (.., lat, lon) are contiguous and decoded in one pass; any other order by strides.
+        let contiguous = lon_stride == 1 && lat_stride == n_lon;
+        let mut fields = Vec::with_capacity(run * field_len);
         for r in 0..run {
             let time_hours = self.time_hours[series_times[r.min(series_times.len() - 1)]];
             let mut base = r * time_stride;
@@ -631,29 +634,43 @@ impl Reader {
                 }
                 base += holding.first().copied().unwrap_or(0) * stride;
             }
-            let mut field = vec![0.0_f64; n_lat * n_lon];
-            for i in 0..n_lat {
-                for j in 0..n_lon {
-                    let value = raw[base + i * lat_stride + j * lon_stride];
-                    field[i * n_lon + j] = match (decoding.problem(value), policy) {
-                        (None, _) => decoding.unpack(value),
-                        (Some(_), MissingPolicy::AsNan) => f64::NAN,
-                        (Some(what), MissingPolicy::Error) => {
-                            return Err(DatasetError::MissingData {
-                                path: source.path().to_path_buf(),
-                                variable: plan.variable.clone(),
-                                level: plan.level,
-                                time_index: file_time_index(r),
-                                time_hours,
-                                lat: self.file_lat[i],
-                                lon: self.file_lon[j],
-                                what,
-                            });
-                        }
-                    };
+            // The field, row-major [lat, lon] in file order; the first unusable value stops reading with
+            // MissingPolicy::Error.
+            let start = fields.len();
+            let mut bad: Option<(usize, &'static str)> = None;
+            let mut push = |n: usize, value: f64| match decoding.decode(value) {
+                Ok(physical) => fields.push(physical),
+                Err(what) => {
+                    fields.push(f64::NAN);
+                    if policy == MissingPolicy::Error && bad.is_none() {
+                        bad = Some((n, what));
+                    }
+                }
+            };
+            if contiguous {
+                for (n, &value) in raw[base..base + field_len].iter().enumerate() {
+                    push(n, value);
+                }
+            } else {
+                for i in 0..n_lat {
+                    for j in 0..n_lon {
+                        push(i * n_lon + j, raw[base + i * lat_stride + j * lon_stride]);
+                    }
                 }
             }
-            fields.push(field);
+            debug_assert_eq!(fields.len() - start, field_len);
+            if let Some((n, what)) = bad {
+                return Err(DatasetError::MissingData {
+                    path: source.path().to_path_buf(),
+                    variable: plan.variable.clone(),
+                    level: plan.level,
+                    time_index: file_time_index(r),
+                    time_hours,
+                    lat: self.file_lat[n / n_lon],
+                    lon: self.file_lon[n % n_lon],
+                    what,
+                });
+            }
         }
         Ok(fields)
     }
