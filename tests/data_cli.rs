@@ -452,6 +452,35 @@ test = { start = "2021-06-03", end = "2021-06-04" }"#;
             ("z".to_string(), true)
         ]
     );
+    // The probes build the model's input as the emulator does (static channels once, last).
+    json(
+        dir.path(),
+        &[
+            "jacobian",
+            "--checkpoint",
+            "run",
+            "--split",
+            "val",
+            "--json",
+        ],
+    );
+    let out = run(
+        dir.path(),
+        &[
+            "probe",
+            "--checkpoint",
+            "run",
+            "--split",
+            "val",
+            "--out",
+            "rec",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A dry spell (tp = 0 everywhere: std 0 and diff_std 0) is a static input too, never divided by.
     let dry = train(
         dir.path(),

@@ -500,8 +500,8 @@ pub fn sample_states(
     let [_, grid_points, channels] = both.dims();
     let previous = both.clone().slice([0..1, 0..grid_points, 0..channels]);
     let current = both.slice([1..2, 0..grid_points, 0..channels]);
-    // Emulator::step's input: the two states side by side along channels.
-    let input = Tensor::cat(vec![previous.clone(), current.clone()], 2);
+    // Emulator::step's input: the two states side by side along channels (static channels once, last).
+    let input = emulator.model_input(previous.clone(), current.clone());
     let model = &emulator.model;
     let encoded = model.encode(&emulator.graph, input);
     let states = model.processor().states(
