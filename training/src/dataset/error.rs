@@ -40,7 +40,7 @@ pub enum DatasetError {
     },
 
     /// A netCDF-3 (classic or 64-bit offset) file whose header or data the netCDF-3 reader rejects.
-    #[error("{path}: reading the netCDF-3 file: {detail}")]
+    #[error("{path}: netCDF-3: {detail}")]
     Netcdf3 { path: PathBuf, detail: String },
 
     #[error("{path}: not a Zarr store: {detail}")]
