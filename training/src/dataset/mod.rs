@@ -25,6 +25,8 @@ mod moments;
 mod netcdf3;
 mod netcdf4;
 mod reader;
+mod selection;
+mod series;
 mod source;
 mod write;
 mod zarr;
