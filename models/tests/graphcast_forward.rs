@@ -57,7 +57,11 @@ impl Observer for Seen {
         true
     }
     fn observe(&self, point: HookPoint, tensor: &Tensor<3>) {
-        let values = tensor.to_data().convert::<f32>().into_vec::<f32>().unwrap();
+        let values = tensor
+            .to_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
         self.0.borrow_mut().insert(point.to_string(), values);
     }
 }
@@ -167,7 +171,7 @@ fn check_fixture(name: &str, kernels: Kernels) {
             &label(&format!("mesh latents after processor step {k}")),
         );
     }
-    let output = output.into_data().into_vec::<f32>().unwrap();
+    let output = output.into_data().try_into_vec::<f32>().unwrap();
     // The reference may hold more batch members than the recorded input (fixture b keeps member 0's input).
     let expected = reference_for("mesh2grid_output", batch);
     assert_close(&output, &expected[..output.len()], &label("decoder output"));

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use weatherlens_training::dataset::{
-    Channel, DatasetError, Era5Writer, GridReader, VariableSelection, channel_name,
+    Channel, DatasetError, Era5Writer, Reader, VariableSelection, channel_name,
 };
 
 /// Size of the synthetic file to time.
@@ -75,11 +75,11 @@ pub fn bench_netcdf_io(dir: &Path, size: IoBenchSize) -> Result<IoBenchmark, Dat
     let file_bytes = std::fs::metadata(&path)
         .map_err(|source| DatasetError::Io {
             path: path.clone(),
-            source,
+            error: source,
         })?
         .len();
 
-    let reader = GridReader::open(&[&path], &VariableSelection::for_channels(&channels))?;
+    let reader = Reader::open(&[&path], &VariableSelection::for_channels(&channels))?;
     let started = Instant::now();
     for chunk in reader.chunks(chunk) {
         chunk?;
@@ -94,7 +94,7 @@ pub fn bench_netcdf_io(dir: &Path, size: IoBenchSize) -> Result<IoBenchmark, Dat
     drop(reader);
     std::fs::remove_file(&path).map_err(|source| DatasetError::Io {
         path: path.clone(),
-        source,
+        error: source,
     })?;
 
     let megabytes = (size.times * frame_len * 4) as f64 / 1e6;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use weatherlens_training::dataset::{
-    Channel, Dataset, GridReader, VariableSelection, iso8601, write_era5,
+    Channel, Dataset, Reader, VariableSelection, iso8601, write_era5,
 };
 use weatherlens_training::windows::{FrameSource, Split, TimeRange, WindowConfig, Windows};
 
@@ -33,7 +33,7 @@ pub struct LoaderBenchmark {
     pub size: LoaderBenchSize,
     /// Training-split samples read in each pass.
     pub samples: usize,
-    /// Reading frame by frame from the NetCDF file ([`GridReader`]).
+    /// Reading frame by frame from the NetCDF file ([`Reader`]).
     pub disk_samples_per_s: f64,
     /// From the data set held in memory (what the trainer does).
     pub memory_samples_per_s: f64,
@@ -114,7 +114,7 @@ fn time_loader(
         debug_assert_eq!(seen, samples);
         Ok(seen as f64 / started.elapsed().as_secs_f64())
     };
-    let reader = GridReader::open(&[path], &VariableSelection::for_channels(&dataset.channels))?;
+    let reader = Reader::open(&[path], &VariableSelection::for_channels(&dataset.channels))?;
     let disk_samples_per_s = epoch(Arc::new(reader))?;
     let memory_samples_per_s = epoch(Arc::new(dataset.clone()))?;
     let frame_mb = (dataset.frame_len() * 4) as f64 / 1e6;

@@ -16,7 +16,7 @@ use weatherlens_models::hooks::Hooks;
 use weatherlens_training::atmosphere::{self, AtmosphereConfig};
 use weatherlens_training::config::{DataSource, RunConfig};
 use weatherlens_training::data;
-use weatherlens_training::dataset::GridReader;
+use weatherlens_training::dataset::Reader;
 use weatherlens_training::loss::{loss_weights, weighted_mse};
 use weatherlens_training::trainer::build_model;
 
@@ -82,7 +82,7 @@ pub fn config_data_shape(config: &RunConfig) -> Result<(LatLonGrid, usize), Benc
         }
         DataSource::Netcdf => {
             let files = data::netcdf_files(&config.data.path)?;
-            let reader = GridReader::open(&files, &config.data.variables)?;
+            let reader = Reader::open(&files, &config.data.variables)?;
             let grid = LatLonGrid::from_coordinates(reader.lat().to_vec(), reader.lon().to_vec())?;
             Ok((grid, reader.channels().len()))
         }

@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use weatherlens_training::atmosphere::{AtmosphereConfig, simulate_with_progress};
 use weatherlens_training::data::SYNTHETIC_FILE;
-use weatherlens_training::dataset::{self, write_era5};
+use weatherlens_training::dataset::{self, AxisChoices, VariableSelection, write_era5};
 
 use weatherlens::progress;
 
@@ -37,17 +37,28 @@ enum DataCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Dimensions, variables, time axis and NaN count of a NetCDF file.
+    /// Dimensions, variables (and how WeatherLens reads each), time axis and missing-value count of a NetCDF-4,
+    /// netCDF-3 file or Zarr store.
     Inspect {
         file: PathBuf,
         #[arg(long)]
         json: bool,
+        /// The ensemble member to resolve a `number` axis to.
+        #[arg(long)]
+        member: Option<i64>,
     },
-    /// Mean, std and std of 6-hour differences of every channel of a NetCDF file.
+    /// Mean, std and std of 6-hour differences of every channel of a NetCDF-4, netCDF-3 file, a folder of them
+    /// (one series) or a Zarr store.
     Stats {
         file: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Only these variables (repeat the flag; default: every field).
+        #[arg(long = "variable")]
+        variables: Vec<String>,
+        /// The ensemble member to read along a `number` axis.
+        #[arg(long)]
+        member: Option<i64>,
     },
 }
 
@@ -88,8 +99,8 @@ pub fn run(args: DataArgs, context: &Context) -> Result<()> {
             );
             Ok(())
         }
-        DataCommand::Inspect { file, json } => {
-            let inspection = dataset::inspect(&file)?;
+        DataCommand::Inspect { file, json, member } => {
+            let inspection = dataset::inspect_with(&file, &AxisChoices { member })?;
             if json {
                 print_json(&inspection)
             } else {
@@ -97,23 +108,37 @@ pub fn run(args: DataArgs, context: &Context) -> Result<()> {
                 Ok(())
             }
         }
-        DataCommand::Stats { file, json } => {
-            let stats = dataset::stats(&file)?;
+        DataCommand::Stats {
+            file,
+            json,
+            variables,
+            member,
+        } => {
+            let selection: Vec<VariableSelection> = variables
+                .iter()
+                .map(|v| VariableSelection::new(v, &[]))
+                .collect();
+            let stats = dataset::stats_with(&file, &selection, &AxisChoices { member })?;
+            for note in &stats.notes {
+                tracing::warn!("{}: {note}", file.display());
+            }
             if json {
                 print_json(&stats)
             } else {
                 println!(
-                    "{:<10} {:>14} {:>14} {:>14}",
-                    "channel", "mean", "std", "diff_std"
+                    "{:<10} {:>14} {:>14} {:>14} {:>10}",
+                    "channel", "mean", "std", "diff_std", "missing"
                 );
                 let show = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.6e}"));
                 for c in &stats.channels {
                     println!(
-                        "{:<10} {:>14} {:>14} {:>14}",
+                        "{:<10} {:>14} {:>14} {:>14} {:>10}{}",
                         c.name,
                         show(c.mean),
                         show(c.std),
-                        show(c.diff_std)
+                        show(c.diff_std),
+                        c.missing,
+                        if c.is_static { "  static" } else { "" }
                     );
                 }
                 Ok(())

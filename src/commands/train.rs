@@ -24,6 +24,9 @@ pub struct TrainArgs {
     /// Stop after this many updates in total (the schedule still spans training.steps).
     #[arg(long)]
     pub stop_at: Option<usize>,
+    /// On --resume, go on when the data's statistics differ from the checkpoint's (the checkpoint's are kept).
+    #[arg(long)]
+    pub accept_data_change: bool,
 }
 
 pub fn run(args: TrainArgs, context: &Context) -> Result<()> {
@@ -39,6 +42,7 @@ pub fn run(args: TrainArgs, context: &Context) -> Result<()> {
             progress: progress::bar("train", config.training.steps as u64, context.progress),
             stop_at: args.stop_at,
             kernels: context.kernels,
+            accept_data_change: args.accept_data_change,
         },
         &context.device,
     )?;

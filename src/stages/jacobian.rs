@@ -29,10 +29,10 @@ pub struct SampleStates {
 }
 
 /// The state entering every processor step for sample `sample` of `split` (its samples' initial times in
-/// order), from the model input the emulator builds for a forecast step ([`Emulator::input`]), so these are
+/// order), from the model input the emulator builds for a forecast step ([`Emulator::model_input`]), so these are
 /// the states the trained model sees.
 ///
-/// [`Emulator::input`]: weatherlens_training::emulator::Emulator::input
+/// [`Emulator::model_input`]: weatherlens_training::emulator::Emulator::model_input
 pub fn sample_states(
     restored: &Restored,
     split: Split,
@@ -49,7 +49,7 @@ pub fn sample_states(
     })?;
     let (previous, current) = initial_states(restored, &windows, &[anchor])?;
     let emulator = &restored.emulator;
-    let input = emulator.input(previous, current);
+    let input = emulator.model_input(previous, current);
     Ok(SampleStates {
         time: iso8601(dataset.time_hours[anchor]),
         states: processor_states(&emulator.model, &emulator.graph, input),

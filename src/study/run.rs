@@ -147,6 +147,7 @@ fn stages_of(
                 progress,
                 stop_at: None,
                 kernels: options.kernels,
+                accept_data_change: false,
             },
             device,
         )

@@ -151,10 +151,34 @@ fn prune(run_dir: &Path, keep_last: usize) -> Result<(), CheckpointError> {
 }
 
 /// Read `run.json` of a checkpoint folder.
+///
+/// run.json files written before a model option existed are read with the value their model was trained
+/// with ([`upgrade_run_json`]).
 pub fn load_run<R: DeserializeOwned>(checkpoint: &Path) -> Result<R, CheckpointError> {
     let path = checkpoint.join(RUN_FILE);
     let bytes = fs::read(&path).map_err(io(&path))?;
-    serde_json::from_slice(&bytes).map_err(|source| CheckpointError::RunJson { path, source })
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|source| CheckpointError::RunJson {
+            path: path.clone(),
+            source,
+        })?;
+    upgrade_run_json(&mut json);
+    serde_json::from_value(json).map_err(|source| CheckpointError::RunJson { path, source })
+}
+
+/// Fills in model options a run.json predates with the behaviour its model was trained with: a `[model]`
+/// without `aggregation` summed the updated edges (`updated_edges`), WeatherLens's rule before GraphCast's
+/// became the default.
+pub fn upgrade_run_json(json: &mut serde_json::Value) {
+    if let Some(model) = json
+        .get_mut("config")
+        .and_then(|config| config.get_mut("model"))
+        .and_then(|model| model.as_object_mut())
+    {
+        model
+            .entry("aggregation")
+            .or_insert_with(|| serde_json::Value::from("updated_edges"));
+    }
 }
 
 /// Load the weights of a checkpoint folder into `model` (built from the same config), after checking that
@@ -376,5 +400,15 @@ mod tests {
         let resumed = load_model(&saved, tiny(4, &device)).unwrap();
         let resumed = step(resumed, &mut resumed_optim);
         assert_eq!(weights(&resumed), weights(&model));
+    }
+
+    #[test]
+    fn a_run_json_without_aggregation_keeps_the_old_rule() {
+        let mut old = serde_json::json!({"config": {"model": {"latent_size": 8}}, "step": 3});
+        upgrade_run_json(&mut old);
+        assert_eq!(old["config"]["model"]["aggregation"], "updated_edges");
+        let mut new = serde_json::json!({"config": {"model": {"aggregation": "messages"}}});
+        upgrade_run_json(&mut new);
+        assert_eq!(new["config"]["model"]["aggregation"], "messages");
     }
 }

@@ -51,7 +51,8 @@ pub struct RunConfig {
 pub enum DataSource {
     /// The built-in shallow-water atmosphere, generated into `path` when absent.
     Synthetic,
-    /// Existing ERA5 / WeatherBench NetCDF files at `path` (a file or a folder of `.nc` files).
+    /// Existing ERA5 / WeatherBench files at `path`: a NetCDF file (NetCDF-4 or netCDF-3), a folder of `.nc`
+    /// files forming one series, or a Zarr store.
     Netcdf,
 }
 
@@ -64,6 +65,9 @@ pub struct DataConfig {
     /// Variables and levels to read; empty = every gridded variable in the files.
     #[serde(default)]
     pub variables: Vec<VariableSelection>,
+    /// The ensemble member to read from files with a member axis (`number`), matched against its values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<i64>,
     /// Loss weight per channel name (e.g. `z500 = 1.0`); channels not named weigh 1.
     #[serde(default)]
     pub channel_weights: BTreeMap<String, f64>,
@@ -295,6 +299,17 @@ steps = 10
             .unwrap_err()
             .to_string();
         assert!(err.contains("model.latent_size"), "{err}");
+    }
+
+    #[test]
+    fn an_ensemble_member_is_chosen_in_the_data_table() {
+        let config =
+            parse(&MINIMAL.replace("path = \"data/x\"", "path = \"data/x\"\nmember = 2")).unwrap();
+        assert_eq!(config.data.member, Some(2));
+        assert_eq!(parse(MINIMAL).unwrap().data.member, None);
+        // Not written when absent, so run.json of runs without one is unchanged.
+        let text = serde_json::to_string(&parse(MINIMAL).unwrap().data).unwrap();
+        assert!(!text.contains("member"), "{text}");
     }
 
     #[test]

@@ -153,6 +153,8 @@ pub fn evaluate(
     } = restore(checkpoint_dir, device, kernels)?;
     let config = &state.config;
     let channel_names: Vec<String> = dataset.channels.iter().map(|c| c.name.clone()).collect();
+    // Static inputs (land-sea mask, orography) are not forecast: they are not scored.
+    let is_static = state.normalisation.static_flags();
     let climatology = Climatology::load(
         &checkpoint
             .parent()
@@ -225,6 +227,9 @@ pub fn evaluate(
         for (name, frames) in &forecasts {
             for (k, (forecast, observed)) in frames.iter().zip(&truth).enumerate() {
                 for (c, channel) in channel_names.iter().enumerate() {
+                    if is_static.get(c).copied().unwrap_or(false) {
+                        continue;
+                    }
                     let span = c * field_len..(c + 1) * field_len;
                     let rmse =
                         weighted_rmse(&forecast[span.clone()], &observed[span.clone()], &weights);

@@ -14,6 +14,15 @@
 //!   such. [`Climatology::years_covered`] says how many years the mean spans; a value far from a whole number means
 //!   some seasons weigh more than others.
 //!
+//! Zero spread is never divided by:
+//!
+//! * Static channels (the same field at every time: land-sea mask, surface geopotential; see
+//!   [`find_static_channels`]) are model inputs, not prediction targets: they are normalised by their mean and
+//!   std (by 1 where their std is 0, a field constant in space too), and their `diff_std` (0) is never used.
+//! * A predicted channel whose `diff_hours` differences have zero spread (every point changes by the same amount,
+//!   or an accumulation that resets every `diff_hours`) has its increments scaled by its std instead
+//!   ([`ChannelNormalisation::increment_scale`]); training says so in its log.
+//!
 //! Both are saved as JSON; loading checks that the channel names are the ones expected.
 
 use std::collections::VecDeque;
@@ -22,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Channel, Dataset, DatasetError, GridReader, Moments, iso8601};
+use crate::dataset::{Channel, Dataset, DatasetError, Moments, Reader, iso8601};
 
 /// Default interval of the differences whose spread scales increments: the 6-hour model step.
 pub const DEFAULT_DIFF_HOURS: i64 = 6;
@@ -32,17 +41,15 @@ const HOURS_PER_YEAR: f64 = 365.25 * 24.0;
 /// Errors computing, saving or loading statistics.
 #[derive(Debug, thiserror::Error)]
 pub enum NormaliseError {
-    #[error("{path}: cannot read or write: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}: not valid statistics JSON: {source}")]
+    #[error("{path}: not valid statistics JSON: {error}")]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("{path}: statistics are for channels {found:?}, expected {expected:?}")]
     ChannelMismatch {
@@ -52,9 +59,9 @@ pub enum NormaliseError {
     },
     #[error("{path}: {detail}")]
     Invalid { path: PathBuf, detail: String },
-    #[error("channel `{channel}`: {detail}")]
+    #[error("normalisation of channel `{channel}`: {detail}")]
     Degenerate { channel: String, detail: String },
-    #[error("{0}")]
+    #[error("normalisation: {0}")]
     Input(String),
     #[error(transparent)]
     Dataset(#[from] DatasetError),
@@ -81,6 +88,30 @@ pub struct ChannelNormalisation {
     pub std: f64,
     /// Standard deviation of `x(t + diff_hours) - x(t)`.
     pub diff_std: f64,
+    /// A static input: the same field at every time (never predicted; its zero `diff_std` is never used).
+    #[serde(default, rename = "static", skip_serializing_if = "is_false")]
+    pub is_static: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+impl ChannelNormalisation {
+    /// The divisor of normalisation: `std`, or 1 for a static channel whose std is 0 (constant in space too).
+    pub fn scale(&self) -> f64 {
+        if self.std > 0.0 { self.std } else { 1.0 }
+    }
+
+    /// The physical size of one unit of the model's increment: `diff_std` (GraphCast), or the normalisation
+    /// divisor [`Self::scale`] when the differences have zero spread.
+    pub fn increment_scale(&self) -> f64 {
+        if self.diff_std > 0.0 {
+            self.diff_std
+        } else {
+            self.scale()
+        }
+    }
 }
 
 /// Per-channel normalisation statistics (small: stored in a checkpoint's `run.json`).
@@ -127,9 +158,68 @@ impl NormalisationStats {
         self.channels.iter().map(|c| c.mean as f32).collect()
     }
 
-    /// [channel] standard deviations as f32.
+    /// [channel] divisors of normalisation as f32: the standard deviations, 1 for a static channel whose std is
+    /// 0 ([`ChannelNormalisation::scale`]).
     pub fn stds(&self) -> Vec<f32> {
-        self.channels.iter().map(|c| c.std as f32).collect()
+        self.channels.iter().map(|c| c.scale() as f32).collect()
+    }
+
+    /// [channel] true for static channels (inputs only).
+    pub fn static_flags(&self) -> Vec<bool> {
+        self.channels.iter().map(|c| c.is_static).collect()
+    }
+
+    /// Number of channels the model predicts (all but the static ones).
+    pub fn dynamic_count(&self) -> usize {
+        self.channels.iter().filter(|c| !c.is_static).count()
+    }
+
+    /// The channels whose statistics differ from `fresh`'s, each with what changed.
+    ///
+    /// Tolerance: a mean or std differs when it moves by more than 1e-6 of the channel's std, a `diff_std` when it
+    /// moves by more than 1e-6 of itself. Statistics of unchanged data recomputed are equal to rounding (1e-12 or
+    /// less); a revision of a few times in a training period moves them by 1e-3 of the std or more.
+    pub fn differences(&self, fresh: &Self) -> Vec<String> {
+        const TOLERANCE: f64 = 1e-6;
+        let mut changed = Vec::new();
+        for old in &self.channels {
+            let Some(new) = fresh.channels.iter().find(|c| c.name == old.name) else {
+                changed.push(format!("{} (not in the data now)", old.name));
+                continue;
+            };
+            let scale = old.scale().max(f64::MIN_POSITIVE);
+            // NaN on either side counts as moved.
+            let moved = |a: f64, b: f64, unit: f64| {
+                (a - b).abs().partial_cmp(&(TOLERANCE * unit)) != Some(std::cmp::Ordering::Less)
+                    && a != b
+            };
+            let mut what = Vec::new();
+            if moved(old.mean, new.mean, scale) {
+                what.push(format!("mean {} -> {}", old.mean, new.mean));
+            }
+            if moved(old.std, new.std, scale) {
+                what.push(format!("std {} -> {}", old.std, new.std));
+            }
+            if moved(
+                old.diff_std,
+                new.diff_std,
+                old.diff_std.abs().max(f64::MIN_POSITIVE),
+            ) {
+                what.push(format!("diff_std {} -> {}", old.diff_std, new.diff_std));
+            }
+            if old.is_static != new.is_static {
+                what.push(format!("static {} -> {}", old.is_static, new.is_static));
+            }
+            if !what.is_empty() {
+                changed.push(format!("{} ({})", old.name, what.join(", ")));
+            }
+        }
+        for new in &fresh.channels {
+            if !self.channels.iter().any(|c| c.name == new.name) {
+                changed.push(format!("{} (new in the data)", new.name));
+            }
+        }
+        changed
     }
 
     /// [channel] standard deviations of `diff_hours` differences as f32.
@@ -137,12 +227,29 @@ impl NormalisationStats {
         self.channels.iter().map(|c| c.diff_std as f32).collect()
     }
 
+    /// [channel] sizes of one unit of the model's increment as f32 ([`ChannelNormalisation::increment_scale`]).
+    pub fn increment_scales(&self) -> Vec<f32> {
+        self.channels
+            .iter()
+            .map(|c| c.increment_scale() as f32)
+            .collect()
+    }
+
+    /// Predicted channels whose differences have zero spread (their increments are scaled by their std).
+    pub fn zero_spread_channels(&self) -> Vec<String> {
+        self.channels
+            .iter()
+            .filter(|c| !c.is_static && c.diff_std == 0.0)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
     /// `(x - mean) / std` in place.
     ///
     /// frames: [.., channel, lat, lon] row-major with `field_len = lat × lon`.
     pub fn normalise(&self, frames: &mut [f32], field_len: usize) {
         self.map_fields(frames, field_len, |x, c| {
-            ((f64::from(x) - c.mean) / c.std) as f32
+            ((f64::from(x) - c.mean) / c.scale()) as f32
         });
     }
 
@@ -151,7 +258,7 @@ impl NormalisationStats {
     /// frames: [.., channel, lat, lon] row-major with `field_len = lat × lon`.
     pub fn denormalise(&self, frames: &mut [f32], field_len: usize) {
         self.map_fields(frames, field_len, |x, c| {
-            (f64::from(x) * c.std + c.mean) as f32
+            (f64::from(x) * c.scale() + c.mean) as f32
         });
     }
 
@@ -172,22 +279,20 @@ impl NormalisationStats {
         }
     }
 
-    /// Checks that every statistic can be used to normalise (finite, std > 0, diff_std >= 0).
+    /// Checks that every statistic can be used: all finite, std and diff_std >= 0, and std > 0 for a predicted
+    /// channel (a channel with std 0 is the same everywhere and at every time: static, or nothing to learn).
     pub fn validate(&self) -> Result<(), NormaliseError> {
         for c in &self.channels {
-            let ok = c.mean.is_finite()
-                && c.std.is_finite()
-                && c.std > 0.0
-                && c.diff_std.is_finite()
-                && c.diff_std >= 0.0;
-            if !ok {
-                return Err(NormaliseError::Degenerate {
-                    channel: c.name.clone(),
-                    detail: format!(
-                        "mean {}, std {}, diff_std {}: std must be positive and all finite",
-                        c.mean, c.std, c.diff_std
-                    ),
-                });
+            let degenerate = |detail: String| NormaliseError::Degenerate {
+                channel: c.name.clone(),
+                detail,
+            };
+            let finite = c.mean.is_finite() && c.std.is_finite() && c.diff_std.is_finite();
+            if !finite || c.std < 0.0 || c.diff_std < 0.0 || (!c.is_static && c.std <= 0.0) {
+                return Err(degenerate(format!(
+                    "mean {}, std {}, diff_std {}: std must be positive and all finite",
+                    c.mean, c.std, c.diff_std
+                )));
             }
         }
         Ok(())
@@ -260,11 +365,11 @@ fn check_channels(
 fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), NormaliseError> {
     let io = |source| NormaliseError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let text = serde_json::to_string_pretty(value).map_err(|source| NormaliseError::Json {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     let file_name = path
         .file_name()
@@ -281,16 +386,16 @@ fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), NormaliseError>
 fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NormaliseError> {
     let text = std::fs::read_to_string(path).map_err(|source| NormaliseError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     serde_json::from_str(&text).map_err(|source| NormaliseError::Json {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })
 }
 
 /// Accumulates statistics over consecutive time chunks, so that a training period larger than memory can be
-/// streamed from a [`GridReader`].
+/// streamed from a [`Reader`].
 #[derive(Debug, Clone)]
 pub struct NormalisationAccumulator {
     channels: Vec<Channel>,
@@ -300,6 +405,8 @@ pub struct NormalisationAccumulator {
     diff_hours: i64,
     values: Vec<Moments>,
     diffs: Vec<Moments>,
+    /// Channels marked static ([`Self::mark_static`]).
+    is_static: Vec<bool>,
     /// The last `diff_hours / time_step_hours` frames, oldest first.
     history: VecDeque<Vec<f32>>,
     /// [channel, lat, lon] sums and counts for the climatology.
@@ -335,6 +442,7 @@ impl NormalisationAccumulator {
             diff_hours,
             values: vec![Moments::default(); channels.len()],
             diffs: vec![Moments::default(); channels.len()],
+            is_static: vec![false; channels.len()],
             history: VecDeque::new(),
             point_sum: vec![0.0; frame_len],
             point_count: vec![0; frame_len],
@@ -342,6 +450,21 @@ impl NormalisationAccumulator {
             last_time: None,
             time_count: 0,
         })
+    }
+
+    /// Marks channels `names` as static inputs (see the module documentation); unknown names are an error.
+    pub fn mark_static(&mut self, names: &[String]) -> Result<(), NormaliseError> {
+        for name in names {
+            let index = self
+                .channels
+                .iter()
+                .position(|c| &c.name == name)
+                .ok_or_else(|| {
+                    NormaliseError::Input(format!("no channel `{name}` to mark static"))
+                })?;
+            self.is_static[index] = true;
+        }
+        Ok(())
     }
 
     /// Adds the next chunk; its first time must follow the previous chunk's last time by one step.
@@ -423,7 +546,8 @@ impl NormalisationAccumulator {
             .channels
             .iter()
             .zip(self.values.iter().zip(&self.diffs))
-            .map(|(channel, (values, diffs))| {
+            .zip(&self.is_static)
+            .map(|((channel, (values, diffs)), &is_static)| {
                 let missing = |what: &str| NormaliseError::Degenerate {
                     channel: channel.name.clone(),
                     detail: format!(
@@ -435,7 +559,13 @@ impl NormalisationAccumulator {
                     name: channel.name.clone(),
                     mean: values.mean().ok_or_else(|| missing("values"))?,
                     std: values.std().ok_or_else(|| missing("values"))?,
-                    diff_std: diffs.std().ok_or_else(|| missing("differences"))?,
+                    // A static field's differences are 0 by definition, with or without pairs to show it.
+                    diff_std: match diffs.std() {
+                        Some(diff_std) => diff_std,
+                        None if is_static => 0.0,
+                        None => return Err(missing("differences")),
+                    },
+                    is_static,
                 })
             })
             .collect::<Result<Vec<_>, NormaliseError>>()?;
@@ -470,10 +600,46 @@ impl NormalisationAccumulator {
     }
 }
 
-/// Statistics of a whole in-memory dataset (which must have evenly spaced times).
+/// The channels of `dataset` that are the same field at every time (bit for bit, NaN where NaN): static inputs
+/// such as a land-sea mask or surface geopotential. Nothing is static in a dataset of fewer than two times.
+pub fn find_static_channels(dataset: &Dataset) -> Vec<String> {
+    let field_len = dataset.lat.len() * dataset.lon.len();
+    if dataset.time_count() < 2 || field_len == 0 || dataset.check_shape().is_err() {
+        return Vec::new();
+    }
+    let first = dataset.frame(0);
+    dataset
+        .channels
+        .iter()
+        .enumerate()
+        .filter(|&(c, _)| {
+            let span = c * field_len..(c + 1) * field_len;
+            (1..dataset.time_count()).all(|t| {
+                dataset.frame(t)[span.clone()]
+                    .iter()
+                    .zip(&first[span.clone()])
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            })
+        })
+        .map(|(_, channel)| channel.name.clone())
+        .collect()
+}
+
+/// Statistics of a whole in-memory dataset (which must have evenly spaced times), every channel a prediction
+/// target.
 pub fn compute_from_dataset(
     dataset: &Dataset,
     diff_hours: i64,
+) -> Result<(NormalisationStats, Climatology), NormaliseError> {
+    compute_statistics(dataset, diff_hours, &[])
+}
+
+/// Statistics of a whole in-memory dataset (which must have evenly spaced times) with channels
+/// `static_channels` marked static (inputs only).
+pub fn compute_statistics(
+    dataset: &Dataset,
+    diff_hours: i64,
+    static_channels: &[String],
 ) -> Result<(NormalisationStats, Climatology), NormaliseError> {
     let step = crate::dataset::uniform_step_hours(&dataset.time_hours)
         .map_err(|(index, step, first)| {
@@ -489,13 +655,16 @@ pub fn compute_from_dataset(
         step,
         diff_hours,
     )?;
+    accumulator.mark_static(static_channels)?;
     accumulator.push(dataset)?;
     accumulator.finish()
 }
 
-/// Statistics of times `times` of a file, streamed `times_per_chunk` times at a time.
+/// Statistics of times `times` of a file, streamed `times_per_chunk` times at a time; channels stored without a
+/// time axis are static (time-constant fields stored with one are found by [`find_static_channels`] on data in
+/// memory).
 pub fn compute_from_reader(
-    reader: &GridReader,
+    reader: &Reader,
     times: Range<usize>,
     diff_hours: i64,
     times_per_chunk: usize,
@@ -508,6 +677,14 @@ pub fn compute_from_reader(
         step,
         diff_hours,
     )?;
+    let stored_static: Vec<String> = reader
+        .channels()
+        .iter()
+        .zip(reader.stored_static())
+        .filter(|(_, is_static)| *is_static)
+        .map(|(channel, _)| channel.name.clone())
+        .collect();
+    accumulator.mark_static(&stored_static)?;
     let chunk = times_per_chunk.max(1);
     for start in times.clone().step_by(chunk) {
         accumulator.push(&reader.read_times(start..(start + chunk).min(times.end))?)?;
@@ -664,5 +841,125 @@ mod tests {
             compute_from_dataset(&constant, 6),
             Err(NormaliseError::Degenerate { .. })
         ));
+    }
+
+    #[test]
+    fn static_channels_are_found_and_never_divided_by_zero_spread() {
+        // b constant in time and space, c constant in time only; a varies.
+        let mut data = Vec::new();
+        for t in 0..4 {
+            data.extend([t as f32, 1.0 + t as f32, 5.0, 5.0, 1.0, 3.0]);
+        }
+        let dataset = Dataset {
+            channels: vec![channel("a"), channel("b"), channel("c")],
+            lat: vec![0.0],
+            lon: vec![0.0, 180.0],
+            time_hours: vec![0, 6, 12, 18],
+            data,
+        };
+        let found = find_static_channels(&dataset);
+        assert_eq!(found, ["b", "c"]);
+        // Unmarked, the constant channel is degenerate; marked static, it is an input with scale 1.
+        assert!(matches!(
+            compute_from_dataset(&dataset, 6),
+            Err(NormaliseError::Degenerate { .. })
+        ));
+        let (stats, _) = compute_statistics(&dataset, 6, &found).unwrap();
+        let b = &stats.channels[1];
+        assert!(b.is_static && b.std == 0.0 && b.diff_std == 0.0 && b.scale() == 1.0);
+        let c = &stats.channels[2];
+        assert!(c.is_static && (c.std - 1.0).abs() < 1e-12 && c.scale() == c.std);
+        assert_eq!(stats.static_flags(), [false, true, true]);
+        assert_eq!(stats.dynamic_count(), 1);
+        let mut frames = dataset.data.clone();
+        stats.normalise(&mut frames, 2);
+        assert!(frames.iter().all(|v| v.is_finite()));
+        assert_eq!(&frames[2..4], &[0.0, 0.0], "b - mean, divided by 1");
+        // Saved with the flag, loaded back; a stats file without flags (older runs) loads as all predicted.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("norm.json");
+        stats.save(&path).unwrap();
+        let names = stats.channel_names();
+        assert_eq!(NormalisationStats::load(&path, &names).unwrap(), stats);
+        let (plain, _) = compute_from_dataset(&tiny(), 6).unwrap();
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("static"), "{text}");
+        // a's 6-hour differences are all 1 (zero spread, though it changes): scaled by its std, never by 0.
+        let a = &stats.channels[0];
+        assert_eq!(a.diff_std, 0.0);
+        assert_eq!(a.increment_scale(), a.std);
+        assert_eq!(stats.zero_spread_channels(), ["a"]);
+    }
+
+    #[test]
+    fn differences_name_the_channels_whose_statistics_moved() {
+        let (stats, _) = compute_from_dataset(&tiny(), 6).unwrap();
+        assert!(stats.differences(&stats.clone()).is_empty());
+        let mut moved = stats.clone();
+        // 1e-7 of a's std (2.5): within tolerance; 1e-5: named.
+        moved.channels[0].mean += 2.5e-7;
+        assert!(stats.differences(&moved).is_empty());
+        moved.channels[0].mean += 2.5e-5;
+        moved.channels[1].diff_std *= 1.0 + 1e-3;
+        let changed = stats.differences(&moved);
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert!(changed[0].starts_with("a (mean") && changed[1].starts_with("b (diff_std"));
+        moved.channels.pop();
+        assert!(stats.differences(&moved)[1].contains("b (not in the data now)"));
+    }
+
+    /// `tests/fixtures/layouts/revision/`: the training period's statistics match the fixture script's, and a
+    /// revised download changes t2m's, not z500's.
+    #[test]
+    fn statistics_of_a_training_period_and_of_its_revision() {
+        let layouts =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/layouts");
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(layouts.join("expected.json")).unwrap())
+                .unwrap();
+        let training_stats = |version: &str| {
+            let dataset = Reader::open(&[layouts.join(format!("revision/era5_{version}.nc"))], &[])
+                .unwrap()
+                .read_times(0..12)
+                .unwrap();
+            let (stats, _) =
+                compute_statistics(&dataset, 6, &find_static_channels(&dataset)).unwrap();
+            let want =
+                &expected["fixtures"][format!("revision/era5_{version}.nc")]["training_stats"];
+            for c in &stats.channels {
+                for (figure, value) in [("mean", c.mean), ("std", c.std), ("diff_std", c.diff_std)]
+                {
+                    let right = want[&c.name][figure].as_f64().unwrap();
+                    assert!(
+                        (value - right).abs() < 1e-6 * right.abs().max(1.0),
+                        "{version} {} {figure}",
+                        c.name
+                    );
+                }
+            }
+            stats
+        };
+        let (v1, v2) = (training_stats("v1"), training_stats("v2"));
+        let changed = v1.differences(&v2);
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert!(
+            changed[0].starts_with("t2m (mean 284.859375 -> 285.109375"),
+            "{changed:?}"
+        );
+    }
+
+    /// `tests/fixtures/layouts/static/hourly_accum_reset.nc`: tp changes every hour but not over 6 hours; it is
+    /// not static, and its zero 6-hour spread is never divided by.
+    #[test]
+    fn an_accumulation_reset_every_six_hours_is_not_static() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/layouts/static/hourly_accum_reset.nc");
+        let dataset = Reader::open(&[path], &[]).unwrap().read_all().unwrap();
+        let found = find_static_channels(&dataset);
+        assert!(found.is_empty(), "{found:?}");
+        let (stats, _) = compute_statistics(&dataset, 6, &found).unwrap();
+        assert_eq!(stats.zero_spread_channels(), ["tp"]);
+        let tp = &stats.channels[1];
+        assert!(tp.std > 0.0 && tp.increment_scale() == tp.std);
     }
 }

@@ -60,7 +60,7 @@ pub fn restore(dir: &Path, device: &Device, kernels: Kernels) -> Result<Restored
     let graph = ModelGraph::for_model(&grid, &config.model).map_err(|e| mismatch(e.to_string()))?;
     let model = checkpoint::load_model(
         &checkpoint,
-        trainer::build_model(config, dataset.channels.len(), device),
+        trainer::build_model_for(config, &state.normalisation, device),
     )?;
     let emulator = Emulator::new(
         model,

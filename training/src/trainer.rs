@@ -29,7 +29,9 @@ use crate::data::{self, DataError};
 use crate::dataset::{Channel, Dataset, DatasetError, iso8601, parse_iso8601_hours};
 use crate::emulator::Emulator;
 use crate::loss::{loss_weights, weighted_mse};
-use crate::normalise::{Climatology, NormalisationStats, NormaliseError, compute_from_dataset};
+use crate::normalise::{
+    Climatology, NormalisationStats, NormaliseError, compute_statistics, find_static_channels,
+};
 use crate::windows::{Batch, Split, WindowError, Windows};
 
 pub const METRICS_CSV: &str = "metrics.csv";
@@ -44,7 +46,7 @@ pub enum TrainError {
     Dataset(#[from] DatasetError),
     #[error("samples: {0}")]
     Windows(#[from] WindowError),
-    #[error("normalisation: {0}")]
+    #[error(transparent)]
     Normalise(#[from] NormaliseError),
     #[error("grid of the data: {0}")]
     Grid(#[from] GridError),
@@ -67,6 +69,16 @@ pub enum TrainError {
     },
     #[error("cannot resume from {path}: {reason}")]
     Resume { path: PathBuf, reason: String },
+    #[error(
+        "cannot resume from {path}: the data changed since the checkpoint (a revised download?): the normalisation \
+         statistics of the training period differ for {}. Resume with --accept-data-change to keep the \
+         checkpoint's statistics and climatology, or start a new run",
+        channels.join("; ")
+    )]
+    DataChanged {
+        path: PathBuf,
+        channels: Vec<String>,
+    },
     #[error("the {split:?} split has no samples: check data.windows and the data's time range")]
     EmptySplit { split: Split },
 }
@@ -120,6 +132,8 @@ pub struct TrainOptions {
     pub kernels: Kernels,
     /// Stop after this many updates in total (simulates an interruption in tests); `None` = `training.steps`.
     pub stop_at: Option<usize>,
+    /// On resume, go on when the data's statistics differ from the checkpoint's (keeping the checkpoint's).
+    pub accept_data_change: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -154,7 +168,35 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared, TrainError> {
     }
     let train_range = time_index_range(&dataset.time_hours, &config.data.windows.train)?;
     let train_part = slice_times(&dataset, train_range);
-    let (stats, climatology) = compute_from_dataset(&train_part, config.data.windows.step_hours)?;
+    // Fields that are the same at every time (land-sea mask, orography) are static inputs, not targets.
+    let static_channels = find_static_channels(&dataset);
+    if !static_channels.is_empty() {
+        tracing::info!(
+            "static inputs (the same field at every time, not predicted): {}",
+            static_channels.join(", ")
+        );
+    }
+    let (stats, climatology) = compute_statistics(
+        &train_part,
+        config.data.windows.step_hours,
+        &static_channels,
+    )?;
+    let zero_spread = stats.zero_spread_channels();
+    if !zero_spread.is_empty() {
+        tracing::warn!(
+            "{}: their {}-hour differences have zero spread, so their increments are scaled by their std, not by \
+             diff_std",
+            zero_spread.join(", "),
+            stats.diff_hours
+        );
+    }
+    if stats.dynamic_count() == 0 {
+        return Err(NormaliseError::Input(format!(
+            "every channel is static ({}): there is nothing to predict",
+            static_channels.join(", ")
+        ))
+        .into());
+    }
     let grid = LatLonGrid::from_coordinates(dataset.lat.clone(), dataset.lon.clone())?;
     let graph = ModelGraph::for_model(&grid, &config.model)?;
     let uncovered = graph.mesh_nodes_without_grid_senders();
@@ -224,10 +266,31 @@ fn slice_times(dataset: &Dataset, range: std::ops::Range<usize>) -> Dataset {
     }
 }
 
-/// Build the model of `config` with weights drawn from `config.seed` and positional parameter ids.
+/// Build the model of `config` with weights drawn from `config.seed` and positional parameter ids, every one
+/// of `channels` predicted.
 pub fn build_model(config: &RunConfig, channels: usize, device: &Device) -> WeatherModel {
+    build_model_with_static(config, channels, 0, device)
+}
+
+/// Build the model for the channels of `stats`: input [previous dynamic, current dynamic, static], output the
+/// dynamic channels.
+pub fn build_model_for(
+    config: &RunConfig,
+    stats: &NormalisationStats,
+    device: &Device,
+) -> WeatherModel {
+    let dynamic = stats.dynamic_count();
+    build_model_with_static(config, dynamic, stats.channels.len() - dynamic, device)
+}
+
+fn build_model_with_static(
+    config: &RunConfig,
+    dynamic: usize,
+    statics: usize,
+    device: &Device,
+) -> WeatherModel {
     let model = seeded(config.seed, device, || {
-        WeatherModel::new(&config.model, 2 * channels, channels, device)
+        WeatherModel::new(&config.model, 2 * dynamic + statics, dynamic, device)
     });
     checkpoint::canonical_param_ids(model)
 }
@@ -242,7 +305,9 @@ fn optimizer(config: &RunConfig) -> ModuleOptimizer {
         .init()
 }
 
-/// The loss weights of GraphCast: cos(latitude) per grid point times the configured channel weight.
+/// The loss weights of GraphCast: cos(latitude) per grid point times the configured channel weight; static
+/// channels weigh 0 (they are not predicted) and the others `channels / dynamic` times more, so that the loss
+/// stays a mean over predicted channels.
 fn weights(config: &RunConfig, prepared: &Prepared, device: &Device) -> Tensor<3> {
     let grid = prepared.graph.grid();
     let row_weights = grid.latitude_weights();
@@ -254,12 +319,18 @@ fn weights(config: &RunConfig, prepared: &Prepared, device: &Device) -> Tensor<3
         .channels
         .iter()
         .map(|c| {
-            config
-                .data
-                .channel_weights
-                .get(&c.name)
-                .copied()
-                .unwrap_or(1.0)
+            if c.is_static {
+                return 0.0;
+            }
+            let all = prepared.stats.channels.len() as f64;
+            let predicted = prepared.stats.dynamic_count().max(1) as f64;
+            all / predicted
+                * config
+                    .data
+                    .channel_weights
+                    .get(&c.name)
+                    .copied()
+                    .unwrap_or(1.0)
         })
         .collect();
     loss_weights(&per_point, &per_channel, device)
@@ -314,10 +385,9 @@ pub fn train(
     device: &Device,
 ) -> Result<TrainReport, TrainError> {
     let started = Instant::now();
-    let prepared = prepare(config)?;
+    let mut prepared = prepare(config)?;
     let train_device = device.clone().autodiff();
-    let channels = prepared.stats.channels.len();
-    let mut model = build_model(config, channels, &train_device);
+    let mut model = build_model_for(config, &prepared.stats, &train_device);
     let mut optim = optimizer(config);
     let mut start_step = 0;
     let run_dir = &options.run_dir;
@@ -330,6 +400,27 @@ pub fn train(
         let checkpoint = checkpoint::latest(resume)?;
         let state: RunState = checkpoint::load_run(&checkpoint)?;
         check_resumable(config, &state, &prepared, &checkpoint)?;
+        // The checkpoint's statistics are authoritative: the model was trained in their units.
+        let changed = state.normalisation.differences(&prepared.stats);
+        if !changed.is_empty() {
+            if !options.accept_data_change {
+                return Err(TrainError::DataChanged {
+                    path: checkpoint,
+                    channels: changed,
+                });
+            }
+            tracing::warn!(
+                "the data changed since {} ({}): keeping the checkpoint's normalisation statistics and \
+                 climatology (--accept-data-change)",
+                checkpoint.display(),
+                changed.join("; ")
+            );
+        }
+        if state.normalisation.static_flags() != prepared.stats.static_flags() {
+            model = build_model_for(config, &state.normalisation, &train_device);
+        }
+        prepared.stats = state.normalisation.clone();
+        keep_climatology(&checkpoint, run_dir, &prepared.climatology)?;
         model = checkpoint::load_model(&checkpoint, model)?;
         optim = checkpoint::load_optimizer(&checkpoint, optim)?;
         start_step = state.step;
@@ -340,8 +431,8 @@ pub fn train(
         );
     } else {
         remove_metrics(run_dir)?;
+        prepared.climatology.save(&run_dir.join(CLIMATOLOGY_FILE))?;
     }
-    prepared.climatology.save(&run_dir.join(CLIMATOLOGY_FILE))?;
 
     let weights = weights(config, &prepared, &train_device);
     let mut emulator = Emulator::new(
@@ -495,6 +586,42 @@ fn validation_loss(
         count += 1;
     }
     Ok(sum / count.max(1) as f64)
+}
+
+/// On resume the run keeps the climatology it started with: the checkpoint's run folder's `climatology.json`,
+/// copied into `run_dir` when that is another folder. Only when the checkpoint's run has none is one written from
+/// the current data, and the log says so.
+fn keep_climatology(
+    checkpoint: &Path,
+    run_dir: &Path,
+    fresh: &Climatology,
+) -> Result<(), TrainError> {
+    let target = run_dir.join(CLIMATOLOGY_FILE);
+    let original = checkpoint
+        .parent()
+        .map(|p| p.join(CLIMATOLOGY_FILE))
+        .filter(|p| p.is_file());
+    match original {
+        Some(original) => {
+            let same = fs::canonicalize(&original).ok() == fs::canonicalize(&target).ok();
+            if !same {
+                fs::copy(&original, &target).map_err(io_error(&target))?;
+                tracing::info!(
+                    "{}: copied from the checkpoint's run ({})",
+                    target.display(),
+                    original.display()
+                );
+            }
+        }
+        None => {
+            tracing::warn!(
+                "{}: the checkpoint's run has no climatology; writing one from the current data",
+                target.display()
+            );
+            fresh.save(&target)?;
+        }
+    }
+    Ok(())
 }
 
 fn check_resumable(

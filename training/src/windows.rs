@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Dataset, DatasetError, GridReader, parse_iso8601_hours, uniform_step_hours};
+use crate::dataset::{Dataset, DatasetError, parse_iso8601_hours, uniform_step_hours};
 
 /// Defaults, in one place.
 mod defaults {
@@ -101,7 +101,7 @@ pub enum WindowError {
     Dataset(#[from] DatasetError),
 }
 
-/// Where fields come from: an in-memory [`Dataset`] or a [`GridReader`] streaming from disk.
+/// Where fields come from: an in-memory [`Dataset`] or a [`crate::dataset::Reader`] streaming from disk.
 pub trait FrameSource: Send + Sync {
     /// Valid times, hours since 1970, evenly spaced.
     fn time_hours(&self) -> &[i64];
@@ -129,18 +129,6 @@ impl FrameSource for Dataset {
                 end: times.end,
                 count: self.data.len() / n.max(1),
             })
-    }
-}
-
-impl FrameSource for GridReader {
-    fn time_hours(&self) -> &[i64] {
-        GridReader::time_hours(self)
-    }
-    fn frame_len(&self) -> usize {
-        GridReader::frame_len(self)
-    }
-    fn read_frames(&self, times: Range<usize>) -> Result<Vec<f32>, DatasetError> {
-        Ok(self.read_times(times)?.data)
     }
 }
 

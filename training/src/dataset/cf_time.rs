@@ -32,13 +32,8 @@ impl CfTimeUnits {
         let (unit, reference) = lower
             .split_once(" since ")
             .ok_or_else(|| bad("expected `<unit> since <date>`"))?;
-        let seconds_per_unit = match unit.trim() {
-            "days" | "day" | "d" => 86_400,
-            "hours" | "hour" | "hrs" | "hr" | "h" => 3_600,
-            "minutes" | "minute" | "mins" | "min" => 60,
-            "seconds" | "second" | "secs" | "sec" | "s" => 1,
-            other => return Err(bad(&format!("unsupported unit `{other}`"))),
-        };
+        let seconds_per_unit = seconds_per_unit(unit.trim())
+            .ok_or_else(|| bad(&format!("unsupported unit `{}`", unit.trim())))?;
         let reference_seconds = parse_instant(reference.trim()).map_err(|e| bad(&e.0))?;
         Ok(Self {
             seconds_per_unit,
@@ -79,6 +74,38 @@ impl CfTimeUnits {
         }
         Ok(seconds.div_euclid(SECONDS_PER_HOUR))
     }
+}
+
+/// Seconds in one CF time unit (`days`, `hours`, `minutes`, `seconds` and their abbreviations).
+fn seconds_per_unit(unit: &str) -> Option<i64> {
+    match unit {
+        "days" | "day" | "d" => Some(86_400),
+        "hours" | "hour" | "hrs" | "hr" | "h" => Some(3_600),
+        "minutes" | "minute" | "mins" | "min" => Some(60),
+        "seconds" | "second" | "secs" | "sec" | "s" => Some(1),
+        _ => None,
+    }
+}
+
+/// True for CF time-instant units (`<unit> since <date>`).
+pub fn is_instant_units(units: &str) -> bool {
+    units.to_ascii_lowercase().contains(" since ")
+}
+
+/// A duration stored with CF units without a reference date (`units = "hours"`: xarray's timedeltas, cfgrib's
+/// `step`), in whole hours.
+pub fn duration_hours(units: &str, value: f64) -> Result<i64, TimeFormatError> {
+    let unit = units.trim().to_ascii_lowercase();
+    let seconds_per_unit = seconds_per_unit(&unit).ok_or_else(|| {
+        TimeFormatError(format!(
+            "cannot parse duration units {units:?}: expected days, hours, minutes or seconds"
+        ))
+    })?;
+    CfTimeUnits {
+        seconds_per_unit,
+        reference_seconds: 0,
+    }
+    .to_hours_since_epoch(value)
 }
 
 /// Accepts the Gregorian CF calendars and refuses the others.
@@ -299,6 +326,16 @@ mod tests {
         let early = CfTimeUnits::parse("days since 1500-01-01").unwrap();
         assert!(check_calendar(Some("standard"), &early).is_err());
         assert!(check_calendar(Some("proleptic_gregorian"), &early).is_ok());
+    }
+
+    #[test]
+    fn durations_are_whole_hours() {
+        assert_eq!(duration_hours("hours", 6.0).unwrap(), 6);
+        assert_eq!(duration_hours("days", 0.5).unwrap(), 12);
+        assert_eq!(duration_hours(" Minutes ", 360.0).unwrap(), 6);
+        assert!(duration_hours("hours", 0.5).is_err());
+        assert!(duration_hours("hours since 2000-01-01", 1.0).is_err());
+        assert!(is_instant_units("hours since 2000-01-01") && !is_instant_units("hours"));
     }
 
     #[test]

@@ -2,24 +2,32 @@
 
 use std::path::PathBuf;
 
-/// Errors from opening, reading, inspecting or writing NetCDF4/HDF5 dataset files and reading Zarr stores.
+/// Errors from opening, reading, inspecting or writing NetCDF-4/HDF5, netCDF-3 and Zarr datasets.
 ///
 /// Every variant carries the path of the file concerned so that a message printed by the CLI is enough to find
-/// the problem without a debugger.
+/// the problem without a debugger. Each message states its cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error("{path}: no such file")]
     MissingFile { path: PathBuf },
 
-    #[error("{path}: cannot read or write the file: {source}")]
+    /// A file-system error (its message is part of this one: not repeated as a source).
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
-    #[error("{path}: not a NetCDF4/HDF5 file: {detail}")]
+    #[error("{path}: not a NetCDF file: {detail}")]
     NotNetcdf { path: PathBuf, detail: String },
+
+    /// A ZIP archive under a NetCDF name: what the new CDS (2024-) delivers when a request spans several files.
+    #[error(
+        "{path}: a ZIP archive, not a NetCDF file (the new CDS delivers multi-file downloads zipped): unzip it \
+         and read the files inside{}",
+        if members.is_empty() { String::new() } else { format!(" ({})", members.join(", ")) }
+    )]
+    ZipArchive { path: PathBuf, members: Vec<String> },
 
     #[error(
         "{path}: truncated file: the HDF5 superblock says the file ends at byte {expected_bytes} \
@@ -30,6 +38,10 @@ pub enum DatasetError {
         expected_bytes: u64,
         actual_bytes: u64,
     },
+
+    /// A netCDF-3 (classic or 64-bit offset) file whose header or data the netCDF-3 reader rejects.
+    #[error("{path}: netCDF-3: {detail}")]
+    Netcdf3 { path: PathBuf, detail: String },
 
     #[error("{path}: not a Zarr store: {detail}")]
     NotZarr { path: PathBuf, detail: String },
@@ -43,12 +55,26 @@ pub enum DatasetError {
         detail: String,
     },
 
-    #[error("{path}: HDF5 library error while {action}: {source}")]
+    #[error("{path}: HDF5 library error while {action}: {error}")]
     Hdf5 {
         path: PathBuf,
         action: String,
-        #[source]
-        source: hdf5::Error,
+        error: hdf5::Error,
+    },
+
+    /// A variable compressed with an HDF5 filter that the HDF5 library cannot load (zstd = 32015, blosc = 32001,
+    /// ...): HDF5 loads such filters as plugins from `HDF5_PLUGIN_PATH`.
+    #[error(
+        "{path}: variable `{variable}` is compressed with HDF5 filter {filter_id} ({filter_name}), which this HDF5 \
+         library cannot load: install the filter plugin (e.g. the one in Python's `hdf5plugin` package or Debian's \
+         `hdf5-filter-plugin`) and set HDF5_PLUGIN_PATH to the folder holding it, or rewrite the file without that \
+         filter"
+    )]
+    MissingFilter {
+        path: PathBuf,
+        variable: String,
+        filter_id: i32,
+        filter_name: String,
     },
 
     #[error("{path}: no variable `{variable}` (variables in the file: {})", available.join(", "))]
@@ -74,6 +100,44 @@ pub enum DatasetError {
         variable: String,
         expected: String,
         found: Vec<String>,
+    },
+
+    /// A field whose dimensions cannot all be given a meaning (an axis that is neither time, level, latitude,
+    /// longitude nor one WeatherLens resolves), with what would make it readable.
+    #[error(
+        "{path}: variable `{variable}` with dimensions ({}) is not read: {reason}",
+        dims.join(", ")
+    )]
+    UnreadableVariable {
+        path: PathBuf,
+        variable: String,
+        dims: Vec<String>,
+        reason: String,
+    },
+
+    /// An axis of the file (not of one variable) that cannot be resolved: repeated valid times of a forecast
+    /// file, a GraphCast batch of several members, ...
+    #[error("{path}: axis `{axis}`: {detail}")]
+    Axis {
+        path: PathBuf,
+        axis: String,
+        detail: String,
+    },
+
+    /// ERA5 + ERA5T: more than one `expver` slot holds data at one time, so there is no one value to take.
+    #[error(
+        "{path}: `{variable}` has data in more than one `expver` slot at {} ({}): both versions hold that time, \
+         so merging them is ambiguous; select one expver before reading (e.g. `ncks -d expver,0 IN OUT` or \
+         xarray's `ds.sel(expver=...)`)",
+        super::cf_time::iso8601(*time_hours),
+        slots.join(" and ")
+    )]
+    ExpverOverlap {
+        path: PathBuf,
+        variable: String,
+        time_hours: i64,
+        /// The `expver` values (or indices) that hold data.
+        slots: Vec<String>,
     },
 
     #[error("{path}: coordinate `{coordinate}`: {detail}")]
@@ -107,7 +171,8 @@ pub enum DatasetError {
         /// Coordinates in degrees as stored in the file.
         lat: f64,
         lon: f64,
-        /// `fill value`, `missing_value`, `NaN`, `infinity` or `value beyond the f32 range`.
+        /// `fill value`, `missing_value`, `netCDF default fill value`, `NaN`, `infinity` or
+        /// `value beyond the f32 range`.
         what: &'static str,
     },
 
@@ -140,7 +205,45 @@ pub enum DatasetError {
         detail: String,
     },
 
-    #[error("{path}: cannot write this dataset: {detail}")]
+    /// Two files of one series hold some of the same times.
+    #[error(
+        "{first} and {second} overlap: both hold {} .. {} ({count} times); files of one series must hold \
+         consecutive, non-overlapping times",
+        super::cf_time::iso8601(*from_hours),
+        super::cf_time::iso8601(*to_hours)
+    )]
+    SeriesOverlap {
+        first: PathBuf,
+        second: PathBuf,
+        from_hours: i64,
+        to_hours: i64,
+        count: usize,
+    },
+
+    /// Consecutive files of one series leave times out.
+    #[error(
+        "gap in the series: {before} ends at {} and {after} starts at {}, so {missing} times of the {step_hours} h \
+         step ({} .. {}) are missing",
+        super::cf_time::iso8601(*last_hours),
+        super::cf_time::iso8601(*next_hours),
+        super::cf_time::iso8601(*last_hours + *step_hours),
+        super::cf_time::iso8601(*next_hours - *step_hours)
+    )]
+    SeriesGap {
+        before: PathBuf,
+        after: PathBuf,
+        last_hours: i64,
+        next_hours: i64,
+        step_hours: i64,
+        missing: i64,
+    },
+
+    /// Nothing readable was found or selected.
+    #[error("{path}: no fields to read: {detail}")]
+    NoFields { path: PathBuf, detail: String },
+
+    /// A dataset or a selection that cannot be used as asked (the message says whether reading or writing).
+    #[error("{path}: {detail}")]
     InvalidDataset { path: PathBuf, detail: String },
 
     #[error("{path}: time range {start}..{end} is outside the file's {count} times")]
@@ -157,12 +260,12 @@ impl DatasetError {
     pub(crate) fn hdf5(
         path: &std::path::Path,
         action: impl Into<String>,
-        source: hdf5::Error,
+        error: hdf5::Error,
     ) -> Self {
         Self::Hdf5 {
             path: path.to_path_buf(),
             action: action.into(),
-            source,
+            error,
         }
     }
 }

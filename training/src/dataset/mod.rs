@@ -1,36 +1,54 @@
-//! One in-memory dataset type that every source (ERA5 NetCDF, WeatherBench, the built-in atmosphere) produces,
-//! and the NetCDF-4 files it is read from and written to.
+//! One in-memory dataset type that every source (ERA5 and WeatherBench files, Zarr stores, the built-in
+//! atmosphere) produces, the one reader core every stored format goes through, and the NetCDF-4 files
+//! WeatherLens writes.
 //!
-//! * [`GridReader`] opens ERA5 (old and new CDS names) and WeatherBench files and reads them by time chunks.
-//! * [`ZarrReader`] reads a local WeatherBench2-style Zarr store (v2 or v3) the same way.
+//! * [`GriddedSource`]: a stored dataset — dimensions, variables with named dimensions, box reads — implemented
+//!   by [`Netcdf4Source`] (NetCDF-4/HDF5), [`Netcdf3Source`] (classic and 64-bit offset) and [`ZarrSource`]
+//!   (v2 and v3); [`open_source`] recognises the format from the content.
+//! * [`Reader`]: the one decoding path over them — axes resolved by name (`axes`), series across files,
+//!   unpacking and missing values (`decode`), orientation ([`Orientation`]) — read by time chunks.
 //! * [`Era5Writer`] / [`write_era5`] write the ERA5 layout that `ncdump` and xarray read with named dimensions.
 //! * [`inspect`] / [`stats`] back `data inspect --json` and `data stats --json`.
 
+mod axes;
 mod cf_time;
-mod coordinates;
+mod decode;
 mod error;
 mod grid;
 mod hdf5_raw;
 mod inspect;
 mod known_variables;
+#[cfg(test)]
+mod layouts;
 mod moments;
-mod netcdf;
+mod netcdf3;
+mod netcdf4;
 mod reader;
+mod selection;
+mod series;
+mod source;
 mod write;
 mod zarr;
 
+pub use axes::{AxisChoices, Convention};
 pub use cf_time::{CfTimeUnits, TimeFormatError, iso8601, parse_iso8601_hours, uniform_step_hours};
-pub use coordinates::Convention;
 pub use error::DatasetError;
 pub use grid::{Orientation, OrientationError};
 pub use inspect::{
-    ChannelSummary, Inspection, Stats, TimeSummary, VariableSummary, inspect, stats,
+    ChannelSummary, Inspection, STATS_DIFF_HOURS, Stats, TimeSummary, VariableSummary, inspect,
+    inspect_with, stats, stats_with,
 };
 pub use known_variables::{KNOWN_VARIABLES, KnownVariable};
 pub use moments::Moments;
-pub use reader::{GridReader, VariableSelection, channel_name};
+pub use netcdf3::Netcdf3Source;
+pub use netcdf4::Netcdf4Source;
+pub use reader::{Reader, VariableSelection, channel_name};
+pub use source::{
+    AttrValue, Dimension, GriddedSource, SourceFormat, ValueType, VariableInfo, input_files,
+    open_source,
+};
 pub use write::{Era5Writer, write_era5};
-pub use zarr::{ZarrReader, is_zarr_store};
+pub use zarr::{ZarrSource, is_zarr_store};
 
 /// One channel of a dataset: a variable at one level (or a surface variable).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -51,10 +69,10 @@ pub struct Channel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     pub channels: Vec<Channel>,
-    /// Latitudes in degrees, in the order stored in `data`. Files read by [`GridReader`] come out 90 -> -90;
+    /// Latitudes in degrees, in the order stored in `data`. Files read by [`Reader`] come out 90 -> -90;
     /// other producers may use either order ([`Orientation`] normalises).
     pub lat: Vec<f64>,
-    /// Longitudes in degrees, in the order stored in `data` (ascending in [0, 360) from [`GridReader`]).
+    /// Longitudes in degrees, in the order stored in `data` (ascending in [0, 360) from [`Reader`]).
     pub lon: Vec<f64>,
     /// Valid times as hours since 1970-01-01T00:00:00Z.
     pub time_hours: Vec<i64>,

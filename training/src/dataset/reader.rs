@@ -1,62 +1,28 @@
-//! [`GridReader`]: ERA5 and WeatherBench NetCDF-4 files opened for reading by time chunks.
+//! [`Reader`]: the one decoding path over every [`GriddedSource`] — files of any supported format (one file, a
+//! folder of files forming one series, or a Zarr store) opened as one dataset and read by time chunks.
 //!
-//! Opening reads only coordinates and attributes; [`GridReader::read_times`] reads the fields of a range of times,
-//! so a file larger than memory can be streamed chunk by chunk. Every channel comes out unpacked
-//! (`scale_factor`/`add_offset` applied), in [`super::grid::Orientation`]'s normalised grid (latitude 90 -> -90,
-//! longitude ascending in [0, 360)), and checked: a fill value, `missing_value`, NaN or infinity is an error that
-//! says where it is.
+//! Opening reads coordinates and attributes only: each file's axes are resolved by name ([`super::axes`]), files
+//! holding the same variables on consecutive times are joined into one series, and the selection is resolved to
+//! channels. [`Reader::read_times`] then reads the fields of a range of times, so a dataset larger than memory can
+//! be streamed chunk by chunk. Every channel comes out unpacked ([`super::decode::Decoding`]), in the stored axes'
+//! meaning whatever their order, with `expver` slots merged, in [`Orientation`]'s normalised grid (latitude
+//! 90 -> -90, longitude ascending in [0, 360)), and checked: a missing value (fill, `missing_value`, netCDF
+//! default fill, NaN) or an infinity is an error that says where it is — or NaN, for statistics.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use super::axes::{AxisChoices, AxisRole, Convention, FileAxes, resolve_axes};
 use super::cf_time;
-use super::coordinates::{self, Convention, FileCoordinates};
 use super::error::DatasetError;
 use super::grid::Orientation;
-use super::netcdf::{NcFile, NcVariable, Packing};
+use super::selection::{ChannelPlan, SourcePlan, resolve_selection};
+pub use super::selection::{VariableSelection, channel_name};
+use super::series::join_series;
+use super::source::{GriddedSource, SourceFormat, input_files, open_source};
 use super::{Channel, Dataset};
 
-/// Which channels to read: a variable by short name and, for pressure-level variables, some of its levels.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VariableSelection {
-    /// Short name in the file, e.g. `z`, `t2m`.
-    pub variable: String,
-    /// Pressure levels in hPa, in the order wanted; empty means every level the file has (or the single level).
-    #[serde(default)]
-    pub levels: Vec<f64>,
-}
-
-impl VariableSelection {
-    pub fn new(variable: &str, levels: &[f64]) -> Self {
-        Self {
-            variable: variable.to_string(),
-            levels: levels.to_vec(),
-        }
-    }
-
-    /// One selection per channel, so that reading gives back exactly these channels in this order.
-    pub fn for_channels(channels: &[Channel]) -> Vec<Self> {
-        channels
-            .iter()
-            .map(|c| Self {
-                variable: c.variable.clone(),
-                levels: c.level.into_iter().collect(),
-            })
-            .collect()
-    }
-}
-
-/// The name of a channel: the short name, followed by the level in hPa for pressure-level variables
-/// (`z` at 500 hPa -> `z500`; `t2m` stays `t2m`).
-pub fn channel_name(variable: &str, level_hpa: Option<f64>) -> String {
-    match level_hpa {
-        Some(level) => format!("{variable}{level}"),
-        None => variable.to_string(),
-    }
-}
-
-/// What to do with fill values, NaN and infinities while reading.
+/// What to do with missing values (fill, `missing_value`, NaN) and infinities while reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MissingPolicy {
     /// Stop with [`DatasetError::MissingData`] saying where (training data must be complete).
@@ -65,22 +31,14 @@ pub(crate) enum MissingPolicy {
     AsNan,
 }
 
-/// Where one channel's values are in the files.
-#[derive(Debug, Clone)]
-struct ChannelSource {
-    file: usize,
-    /// The variable, kept open so that reading a frame does not reopen it.
-    variable: NcVariable,
-    /// Index along the variable's level dimension; `None` for 3-D (time, lat, lon) variables.
-    level_index: Option<usize>,
-    packing: Packing,
-}
-
-/// One or more NetCDF-4 files on the same time axis and grid, opened for chunked reading.
-pub struct GridReader {
-    files: Vec<NcFile>,
-    sources: Vec<ChannelSource>,
+/// One or more files (or one Zarr store) on one grid and one time series, opened for chunked reading.
+pub struct Reader {
+    sources: Vec<Box<dyn GriddedSource>>,
+    axes: Vec<FileAxes>,
     channels: Vec<Channel>,
+    plans: Vec<ChannelPlan>,
+    /// Per file group: for each series time, (source, index into that source's time axis).
+    series_maps: Vec<Vec<(usize, usize)>>,
     convention: Convention,
     /// Coordinates in file order, for error messages.
     file_lat: Vec<f64>,
@@ -90,9 +48,9 @@ pub struct GridReader {
     time_step_hours: Option<i64>,
 }
 
-impl std::fmt::Debug for GridReader {
+impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GridReader")
+        f.debug_struct("Reader")
             .field("paths", &self.paths())
             .field(
                 "channels",
@@ -105,51 +63,73 @@ impl std::fmt::Debug for GridReader {
     }
 }
 
-impl GridReader {
-    /// Opens one ERA5 file (old or new CDS names) or several WeatherBench files (one variable per file) and
-    /// resolves `selection` to channels, reading coordinates and attributes only.
-    ///
-    /// An empty `selection` takes every gridded variable (dimensions time, (level), lat, lon) of every file, with
-    /// all its levels. All files must share the first file's time axis and grid. The time axis must be non-empty
-    /// and evenly spaced.
+impl Reader {
+    /// Opens files (any supported format) and resolves `selection` to channels (see [`Self::open_with`]).
     pub fn open(
         paths: &[impl AsRef<Path>],
         selection: &[VariableSelection],
     ) -> Result<Self, DatasetError> {
-        let Some(first_path) = paths.first().map(AsRef::as_ref) else {
+        Self::open_with(paths, selection, &AxisChoices::default())
+    }
+
+    /// Opens `path` — a file, a Zarr store, or a folder whose NetCDF files (at any depth) form one dataset.
+    pub fn open_path(
+        path: &Path,
+        selection: &[VariableSelection],
+        choices: &AxisChoices,
+    ) -> Result<Self, DatasetError> {
+        Self::open_with(&input_files(path)?, selection, choices)
+    }
+
+    /// Opens NetCDF-4, netCDF-3 files or Zarr stores and resolves `selection` to channels, reading coordinates
+    /// and attributes only.
+    ///
+    /// Files holding the same variables on consecutive, non-overlapping times (WeatherBench's one file per
+    /// variable per year) are one series; every set of files must cover the same times, on the same grid. An
+    /// empty `selection` takes every field (variable on the latitude and longitude axes) of every file, with all
+    /// its levels. The series must be non-empty and evenly spaced.
+    pub fn open_with(
+        paths: &[impl AsRef<Path>],
+        selection: &[VariableSelection],
+        choices: &AxisChoices,
+    ) -> Result<Self, DatasetError> {
+        let Some(first_path) = paths.first().map(|p| p.as_ref().to_path_buf()) else {
             return Err(DatasetError::MissingFile {
                 path: PathBuf::new(),
             });
         };
-        let mut files = Vec::with_capacity(paths.len());
-        let mut coordinates: Vec<FileCoordinates> = Vec::with_capacity(paths.len());
-        for path in paths {
-            let file = NcFile::open(path.as_ref())?;
-            let coords = coordinates::read_coordinates(&file)?;
-            if let Some(reference) = coordinates.first() {
-                check_same_grid(path.as_ref(), first_path, &coords, reference)?;
+        let sources = paths
+            .iter()
+            .map(|p| open_source(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let axes = sources
+            .iter()
+            .map(|s| resolve_axes(s.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (source, file_axes) in sources.iter().zip(&axes).skip(1) {
+            if file_axes.lat != axes[0].lat || file_axes.lon != axes[0].lon {
+                return Err(DatasetError::GridMismatch {
+                    path: source.path().to_path_buf(),
+                    other: first_path.clone(),
+                    detail: "different latitudes or longitudes".to_string(),
+                });
             }
-            coordinates.push(coords);
-            files.push(file);
         }
-        let reference = &coordinates[0];
-        if reference.time_hours.is_empty() {
-            return Err(DatasetError::EmptyTimeAxis {
-                path: first_path.to_path_buf(),
-                variable: reference.time_name.clone(),
+        if axes.iter().all(|a| a.time.is_none()) {
+            return Err(DatasetError::MissingVariable {
+                path: first_path,
+                variable: super::axes::TIME_NAMES.join(" or "),
+                available: sources[0]
+                    .variables()
+                    .iter()
+                    .map(|v| v.name.clone())
+                    .collect(),
             });
         }
-        let time_step_hours = cf_time::uniform_step_hours(&reference.time_hours).map_err(
-            |(index, step_hours, first_step_hours)| DatasetError::NonUniformTimeStep {
-                path: first_path.to_path_buf(),
-                index,
-                step_hours,
-                first_step_hours,
-            },
-        )?;
+        let reference = &axes[0];
         let orientation = Orientation::from_file_coordinates(&reference.lat, &reference.lon)
             .map_err(|e| DatasetError::BadCoordinate {
-                path: first_path.to_path_buf(),
+                path: first_path.clone(),
                 coordinate: format!("{}/{}", reference.lat_name, reference.lon_name),
                 detail: e.to_string(),
             })?;
@@ -157,50 +137,167 @@ impl GridReader {
             tracing::info!("{}: {change}", first_path.display());
         }
 
+        // Files holding the same fields form a group; a group with time is one series.
+        let fields: Vec<Vec<String>> = sources
+            .iter()
+            .zip(&axes)
+            .map(|(source, file_axes)| {
+                source
+                    .variables()
+                    .iter()
+                    .filter(|v| file_axes.is_field(v))
+                    .map(|v| v.name.clone())
+                    .collect()
+            })
+            .collect();
+        let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+        for (s, names) in fields.iter().enumerate() {
+            let mut key = names.clone();
+            key.sort();
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(s),
+                None => groups.push((key, vec![s])),
+            }
+        }
+        let mut series_maps = Vec::with_capacity(groups.len());
+        let mut series: Option<(Vec<i64>, usize)> = None;
+        for (g, (_, members)) in groups.iter().enumerate() {
+            let timed = members.iter().filter(|&&s| axes[s].time.is_some()).count();
+            if timed == 0 {
+                series_maps.push(Vec::new());
+                continue;
+            }
+            if timed != members.len() {
+                let untimed = members.iter().find(|&&s| axes[s].time.is_none());
+                return Err(DatasetError::GridMismatch {
+                    path: untimed.map_or(first_path.clone(), |&s| sources[s].path().to_path_buf()),
+                    other: sources[members[0]].path().to_path_buf(),
+                    detail: "the same variables, one file with a time axis and one without"
+                        .to_string(),
+                });
+            }
+            let (hours, map) = join_series(&sources, &axes, members)?;
+            match &series {
+                None => series = Some((hours, g)),
+                Some((reference_hours, reference_group)) if *reference_hours != hours => {
+                    let describe = |h: &[i64]| match (h.first(), h.last()) {
+                        (Some(&a), Some(&b)) => format!(
+                            "{} times {} .. {}",
+                            h.len(),
+                            cf_time::iso8601(a),
+                            cf_time::iso8601(b)
+                        ),
+                        _ => "no times".to_string(),
+                    };
+                    return Err(DatasetError::GridMismatch {
+                        path: sources[members[0]].path().to_path_buf(),
+                        other: sources[groups[*reference_group].1[0]].path().to_path_buf(),
+                        detail: format!(
+                            "different times ({} against {})",
+                            describe(&hours),
+                            describe(reference_hours)
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+            series_maps.push(map);
+        }
+        let Some((time_hours, series_group)) = series else {
+            return Err(DatasetError::MissingVariable {
+                path: first_path,
+                variable: super::axes::TIME_NAMES.join(" or "),
+                available: Vec::new(),
+            });
+        };
+        let series_path = sources[groups[series_group].1[0]].path().to_path_buf();
+        let time_step_hours = cf_time::uniform_step_hours(&time_hours).map_err(
+            |(index, step_hours, first_step_hours)| DatasetError::NonUniformTimeStep {
+                path: series_path.clone(),
+                index,
+                step_hours,
+                first_step_hours,
+            },
+        )?;
+
         let wanted = if selection.is_empty() {
-            every_gridded_variable(&files, &coordinates)?
+            let mut every: Vec<VariableSelection> = Vec::new();
+            for names in &fields {
+                for name in names {
+                    if !every.iter().any(|w| &w.variable == name) {
+                        every.push(VariableSelection::new(name, &[]));
+                    }
+                }
+            }
+            every
         } else {
             selection.to_vec()
         };
-        let mut sources = Vec::new();
-        let mut channels = Vec::new();
+        if wanted.is_empty() {
+            let names: Vec<String> = sources
+                .iter()
+                .flat_map(|s| s.variables().iter().map(|v| v.name.clone()))
+                .collect();
+            return Err(DatasetError::NoFields {
+                path: first_path,
+                detail: format!(
+                    "no variable has both {} and {} axes (variables: {})",
+                    reference.lat_dim,
+                    reference.lon_dim,
+                    names.join(", ")
+                ),
+            });
+        }
+        let mut channels: Vec<Channel> = Vec::new();
+        let mut plans = Vec::new();
         for choice in &wanted {
-            let file_index = find_variable(&files, &choice.variable)?;
-            for (source, channel) in resolve(
-                &files[file_index],
-                file_index,
-                &coordinates[file_index],
-                choice,
-            )? {
-                if channels.iter().any(|c: &Channel| c.name == channel.name) {
+            for (channel, plan) in resolve_selection(&sources, &axes, &groups, choice, choices)? {
+                if channels.iter().any(|c| c.name == channel.name) {
                     return Err(DatasetError::InvalidDataset {
-                        path: files[file_index].path().to_path_buf(),
-                        detail: format!("channel `{}` is selected twice", channel.name),
+                        path: first_path.clone(),
+                        detail: format!("reading: channel `{}` is selected twice", channel.name),
                     });
                 }
-                sources.push(source);
                 channels.push(channel);
+                plans.push(plan);
             }
         }
         Ok(Self {
             convention: reference.convention,
             file_lat: reference.lat.clone(),
             file_lon: reference.lon.clone(),
-            time_hours: reference.time_hours.clone(),
-            files,
             sources,
+            axes,
             channels,
+            plans,
+            series_maps,
             orientation,
+            time_hours,
             time_step_hours,
         })
     }
 
     pub fn paths(&self) -> Vec<&Path> {
-        self.files.iter().map(NcFile::path).collect()
+        self.sources.iter().map(|s| s.path()).collect()
+    }
+
+    /// The stored format of each file read.
+    pub fn formats(&self) -> Vec<SourceFormat> {
+        self.sources.iter().map(|s| s.format()).collect()
     }
 
     pub fn channels(&self) -> &[Channel] {
         &self.channels
+    }
+
+    /// For each channel: true when its variable has no time axis (the same field at every time).
+    pub fn stored_static(&self) -> Vec<bool> {
+        self.plans.iter().map(|p| p.is_static).collect()
+    }
+
+    /// For each channel: the stored variable it is read from.
+    pub fn stored_variables(&self) -> Vec<&str> {
+        self.plans.iter().map(|p| p.variable.as_str()).collect()
     }
 
     pub fn convention(&self) -> Convention {
@@ -217,7 +314,7 @@ impl GridReader {
         &self.orientation.lon
     }
 
-    /// How the file's grid was reoriented (see [`Orientation::describe`]).
+    /// How the files' grid was reoriented (see [`Orientation::describe`]).
     pub fn orientation(&self) -> &Orientation {
         &self.orientation
     }
@@ -227,7 +324,7 @@ impl GridReader {
         &self.time_hours
     }
 
-    /// The time step in hours; `None` for a file with one time.
+    /// The time step in hours; `None` for data with one time.
     pub fn time_step_hours(&self) -> Option<i64> {
         self.time_step_hours
     }
@@ -237,14 +334,14 @@ impl GridReader {
         self.channels.len() * self.orientation.lat.len() * self.orientation.lon.len()
     }
 
-    /// Reads times `times` (indices along the time axis) of every channel.
+    /// Reads times `times` (indices along the series) of every channel.
     ///
     /// Returns a [`Dataset`] whose `data` is [times, channel, lat, lon].
     pub fn read_times(&self, times: Range<usize>) -> Result<Dataset, DatasetError> {
         self.read_times_with(times, MissingPolicy::Error)
     }
 
-    /// Reads every time: only for files that fit in memory; see [`Self::chunks`] otherwise.
+    /// Reads every time: only for data that fits in memory; see [`Self::chunks`] otherwise.
     pub fn read_all(&self) -> Result<Dataset, DatasetError> {
         self.read_times(0..self.time_hours.len())
     }
@@ -269,60 +366,81 @@ impl GridReader {
         let count = self.time_hours.len();
         if times.start > times.end || times.end > count {
             return Err(DatasetError::TimeRangeOutOfBounds {
-                path: self.files[0].path().to_path_buf(),
+                path: self.sources[0].path().to_path_buf(),
                 start: times.start,
                 end: times.end,
                 count,
             });
         }
-        let (n_lat, n_lon) = (self.file_lat.len(), self.file_lon.len());
-        let field_len = n_lat * n_lon;
-        let n_times = times.len();
+        let field_len = self.file_lat.len() * self.file_lon.len();
         let n_channels = self.channels.len();
-        let mut data = vec![0.0_f32; n_times * n_channels * field_len];
-        let mut unpacked = vec![0.0_f64; field_len];
+        let mut data = vec![0.0_f32; times.len() * n_channels * field_len];
         let mut oriented = vec![0.0_f64; field_len];
-        for (c, (source, channel)) in self.sources.iter().zip(&self.channels).enumerate() {
-            let file = &self.files[source.file];
-            let variable = &source.variable;
-            let (start, count) = match source.level_index {
-                Some(level) => (
-                    vec![times.start, level, 0, 0],
-                    vec![n_times, 1, n_lat, n_lon],
-                ),
-                None => (vec![times.start, 0, 0], vec![n_times, n_lat, n_lon]),
-            };
-            let raw = variable.read_raw(&start, &count)?;
-            for (k, field) in raw.chunks_exact(field_len).enumerate() {
-                for (index, (&value, out)) in field.iter().zip(unpacked.iter_mut()).enumerate() {
-                    let physical = source.packing.unpack(value);
-                    let problem = source.packing.classify(value).or_else(|| {
-                        let single = physical as f32;
-                        single.is_infinite().then_some("value beyond the f32 range")
-                    });
-                    *out = match (problem, policy) {
-                        (None, _) => physical,
-                        (Some(_), MissingPolicy::AsNan) => f64::NAN,
-                        (Some(what), MissingPolicy::Error) => {
-                            let time_index = times.start + k;
-                            return Err(DatasetError::MissingData {
-                                path: file.path().to_path_buf(),
-                                variable: variable.name.clone(),
-                                level: channel.level,
-                                time_index,
-                                time_hours: self.time_hours[time_index],
-                                lat: self.file_lat[index / n_lon],
-                                lon: self.file_lon[index % n_lon],
-                                what,
-                            });
+        let mut store = |t: usize, c: usize, field: &[f64]| {
+            self.orientation.apply(field, &mut oriented);
+            let offset = ((t - times.start) * n_channels + c) * field_len;
+            for (out, &value) in data[offset..offset + field_len].iter_mut().zip(&oriented) {
+                *out = value as f32;
+            }
+        };
+        for (c, plan) in self.plans.iter().enumerate() {
+            if times.is_empty() {
+                break;
+            }
+            if plan.is_static {
+                let (s, source_plan) = plan
+                    .per_source
+                    .iter()
+                    .enumerate()
+                    .find_map(|(s, p)| p.as_ref().map(|p| (s, p)))
+                    .ok_or_else(|| self.no_source(plan))?;
+                let field =
+                    self.read_fields(plan, s, source_plan, &[], 1, &[times.start], policy)?;
+                for t in times.clone() {
+                    store(t, c, &field);
+                }
+                continue;
+            }
+            let map = &self.series_maps[plan.group];
+            let mut t = times.start;
+            while t < times.end {
+                let (s, k) = map[t];
+                let time_axis = self.axes[s]
+                    .time
+                    .as_ref()
+                    .ok_or_else(|| self.no_source(plan))?;
+                let first_index = &time_axis.index[k];
+                // Extend the run while the next times are the next entries of the same single time dimension.
+                let mut run = 1;
+                if first_index.len() == 1 {
+                    while t + run < times.end {
+                        let (s_next, k_next) = map[t + run];
+                        let consecutive = s_next == s
+                            && time_axis.index.get(k_next).map(|i| i[0])
+                                == Some(first_index[0] + run);
+                        if !consecutive {
+                            break;
                         }
-                    };
+                        run += 1;
+                    }
                 }
-                self.orientation.apply(&unpacked, &mut oriented);
-                let offset = (k * n_channels + c) * field_len;
-                for (out, &value) in data[offset..offset + field_len].iter_mut().zip(&oriented) {
-                    *out = value as f32;
+                let source_plan = plan.per_source[s]
+                    .as_ref()
+                    .ok_or_else(|| self.no_source(plan))?;
+                let series_times: Vec<usize> = (t..t + run).collect();
+                let fields = self.read_fields(
+                    plan,
+                    s,
+                    source_plan,
+                    first_index,
+                    run,
+                    &series_times,
+                    policy,
+                )?;
+                for (r, field) in fields.chunks_exact(field_len).enumerate() {
+                    store(t + r, c, field);
                 }
+                t += run;
             }
         }
         Ok(Dataset {
@@ -333,180 +451,171 @@ impl GridReader {
             data,
         })
     }
-}
 
-/// Later files must have exactly the first file's times and grid.
-fn check_same_grid(
-    path: &Path,
-    first_path: &Path,
-    coords: &FileCoordinates,
-    reference: &FileCoordinates,
-) -> Result<(), DatasetError> {
-    let mismatch = |what: &str| DatasetError::GridMismatch {
-        path: path.to_path_buf(),
-        other: first_path.to_path_buf(),
-        detail: format!("different {what}"),
-    };
-    if coords.time_hours != reference.time_hours {
-        return Err(mismatch("times"));
-    }
-    if coords.lat != reference.lat || coords.lon != reference.lon {
-        return Err(mismatch("latitudes or longitudes"));
-    }
-    Ok(())
-}
-
-/// The index of the first file holding `variable`.
-fn find_variable(files: &[NcFile], variable: &str) -> Result<usize, DatasetError> {
-    if let Some(index) = files.iter().position(|f| f.has_variable(variable)) {
-        return Ok(index);
-    }
-    let mut available = Vec::new();
-    for file in files {
-        available.extend(file.variable_names()?);
-    }
-    Err(DatasetError::MissingVariable {
-        path: files[0].path().to_path_buf(),
-        variable: variable.to_string(),
-        available,
-    })
-}
-
-/// Every variable laid out (time, lat, lon) or (time, level, lat, lon), in file order.
-fn every_gridded_variable(
-    files: &[NcFile],
-    coordinates: &[FileCoordinates],
-) -> Result<Vec<VariableSelection>, DatasetError> {
-    let mut selection = Vec::new();
-    for (file, coords) in files.iter().zip(coordinates) {
-        for name in file.variable_names()? {
-            let variable = file.variable(&name)?;
-            if variable.is_numeric()? && grid_layout(&variable.dims, coords).is_some() {
-                selection.push(VariableSelection::new(&name, &[]));
-            }
-        }
-    }
-    Ok(selection)
-}
-
-/// `Some(true)` for (time, level, lat, lon), `Some(false)` for (time, lat, lon), `None` for anything else.
-fn grid_layout(dims: &[String], coords: &FileCoordinates) -> Option<bool> {
-    let level_dimension = coords
-        .level
-        .as_ref()
-        .filter(|l| l.is_dimension)
-        .map(|l| l.name.as_str());
-    match dims {
-        [t, y, x] => (*t == coords.time_name && *y == coords.lat_name && *x == coords.lon_name)
-            .then_some(false),
-        [t, l, y, x] => (*t == coords.time_name
-            && Some(l.as_str()) == level_dimension
-            && *y == coords.lat_name
-            && *x == coords.lon_name)
-            .then_some(true),
-        _ => None,
-    }
-}
-
-/// Turns one selection into channels with their sources.
-fn resolve(
-    file: &NcFile,
-    file_index: usize,
-    coords: &FileCoordinates,
-    choice: &VariableSelection,
-) -> Result<Vec<(ChannelSource, Channel)>, DatasetError> {
-    let variable = file.variable(&choice.variable)?;
-    let has_level_dim =
-        grid_layout(&variable.dims, coords).ok_or_else(|| DatasetError::WrongDimensions {
-            path: file.path().to_path_buf(),
-            variable: choice.variable.clone(),
-            expected: format!(
-                "({time}, {lat}, {lon}) or ({time}, <level>, {lat}, {lon})",
-                time = coords.time_name,
-                lat = coords.lat_name,
-                lon = coords.lon_name
+    fn no_source(&self, plan: &ChannelPlan) -> DatasetError {
+        DatasetError::InvalidDataset {
+            path: self.sources[0].path().to_path_buf(),
+            detail: format!(
+                "reading: no file holds `{}` at the times asked",
+                plan.variable
             ),
-            found: variable.dims.clone(),
-        })?;
-    if !variable.is_numeric()? {
-        return Err(DatasetError::BadAttribute {
-            path: file.path().to_path_buf(),
-            variable: choice.variable.clone(),
-            attribute: "type".to_string(),
-            detail: "not a numeric variable".to_string(),
-        });
-    }
-    let packing = variable.packing()?;
-    let units = variable.text_attr("units")?.unwrap_or_default();
-    let file_levels: Vec<f64> = coords
-        .level
-        .as_ref()
-        .map(|l| l.values_hpa.clone())
-        .unwrap_or_default();
-    // A 3-D variable is single-level unless the file's level coordinate is a scalar (WeatherBench `z500` files)
-    // that the variable lists in its `coordinates` attribute, as xarray writes scalar coordinates.
-    let scalar_level = match &coords.level {
-        Some(level) if !has_level_dim && !level.is_dimension => {
-            let listed = variable
-                .text_attr("coordinates")?
-                .is_some_and(|c| c.split_whitespace().any(|n| n == level.name));
-            listed.then(|| level.values_hpa.first().copied()).flatten()
         }
-        _ => None,
-    };
-    let missing_level = |level: f64| DatasetError::MissingLevel {
-        path: file.path().to_path_buf(),
-        variable: choice.variable.clone(),
-        level,
-        available: if has_level_dim {
-            file_levels.clone()
-        } else {
-            scalar_level.into_iter().collect()
-        },
-    };
-    let same_level = |a: f64, b: f64| (a - b).abs() <= 1e-6 * a.abs().max(1.0);
-    let make = |level_index: Option<usize>, level: Option<f64>| {
-        (
-            ChannelSource {
-                file: file_index,
-                variable: variable.clone(),
-                level_index,
-                packing: packing.clone(),
-            },
-            Channel {
-                name: channel_name(&choice.variable, level),
-                variable: choice.variable.clone(),
-                level,
-                units: units.clone(),
-            },
-        )
-    };
-    if has_level_dim {
-        let indices: Vec<usize> = if choice.levels.is_empty() {
-            (0..file_levels.len()).collect()
-        } else {
-            choice
-                .levels
-                .iter()
-                .map(|&wanted| {
-                    file_levels
-                        .iter()
-                        .position(|&l| same_level(l, wanted))
-                        .ok_or_else(|| missing_level(wanted))
-                })
-                .collect::<Result<_, _>>()?
-        };
-        Ok(indices
-            .into_iter()
-            .map(|i| make(Some(i), Some(file_levels[i])))
-            .collect())
-    } else {
-        for &wanted in &choice.levels {
-            if !scalar_level.is_some_and(|l| same_level(l, wanted)) {
-                return Err(missing_level(wanted));
+    }
+
+    /// Reads `run` consecutive fields of a channel from source `s`, starting at `time_index` along the source's
+    /// time dimensions (empty for a static field), decoded into [run, lat, lon] in file order.
+    #[allow(clippy::too_many_arguments)]
+    fn read_fields(
+        &self,
+        plan: &ChannelPlan,
+        s: usize,
+        source_plan: &SourcePlan,
+        time_index: &[usize],
+        run: usize,
+        series_times: &[usize],
+        policy: MissingPolicy,
+    ) -> Result<Vec<f64>, DatasetError> {
+        let source = self.sources[s].as_ref();
+        let info = source.require(&plan.variable)?;
+        let (n_lat, n_lon) = (self.file_lat.len(), self.file_lon.len());
+        let roles = &source_plan.roles;
+        let mut start = vec![0; roles.len()];
+        let mut count = vec![1; roles.len()];
+        for (d, role) in roles.iter().enumerate() {
+            match role {
+                AxisRole::Time(i) => {
+                    start[d] = time_index[*i];
+                    count[d] = if time_index.len() == 1 { run } else { 1 };
+                }
+                AxisRole::Level | AxisRole::Member | AxisRole::Batch => {
+                    start[d] = source_plan.fixed[d];
+                }
+                AxisRole::Expver => count[d] = info.shape[d],
+                AxisRole::Lat => count[d] = n_lat,
+                AxisRole::Lon => count[d] = n_lon,
             }
         }
-        Ok(vec![make(None, scalar_level)])
+        let raw = source.read(&plan.variable, &start, &count)?;
+        if raw.len() != count.iter().product::<usize>() {
+            return Err(DatasetError::InvalidDataset {
+                path: source.path().to_path_buf(),
+                detail: format!(
+                    "reading `{}`: {} values for a box of {count:?}",
+                    plan.variable,
+                    raw.len()
+                ),
+            });
+        }
+        let mut strides = vec![1_usize; count.len()];
+        for d in (0..count.len().saturating_sub(1)).rev() {
+            strides[d] = strides[d + 1] * count[d + 1];
+        }
+        let position = |role: AxisRole| roles.iter().position(|&r| r == role);
+        let time_stride = roles
+            .iter()
+            .position(|r| matches!(r, AxisRole::Time(_)))
+            .map_or(0, |d| strides[d]);
+        let lat_stride = position(AxisRole::Lat).map_or(0, |d| strides[d]);
+        let lon_stride = position(AxisRole::Lon).map_or(0, |d| strides[d]);
+        let expver = position(AxisRole::Expver).map(|d| (count[d], strides[d]));
+        let decoding = &source_plan.decoding;
+        let file_time_index = |r: usize| -> usize {
+            match time_index {
+                [single] => single + r,
+                _ => self.series_maps[plan.group]
+                    .get(series_times[r])
+                    .map_or(0, |&(_, k)| k),
+            }
+        };
+        let field_len = n_lat * n_lon;
+        // Fields stored (.., lat, lon) are contiguous and decoded in one pass; any other order by strides.
+        let contiguous = lon_stride == 1 && lat_stride == n_lon;
+        let mut fields = Vec::with_capacity(run * field_len);
+        for r in 0..run {
+            let time_hours = self.time_hours[series_times[r.min(series_times.len() - 1)]];
+            let mut base = r * time_stride;
+            if let Some((slots, stride)) = expver {
+                let holding: Vec<usize> = (0..slots)
+                    .filter(|&e| {
+                        let at = base + e * stride;
+                        (0..n_lat).any(|i| {
+                            (0..n_lon).any(|j| {
+                                decoding
+                                    .classify(raw[at + i * lat_stride + j * lon_stride])
+                                    .is_none()
+                            })
+                        })
+                    })
+                    .collect();
+                if holding.len() > 1 {
+                    return Err(DatasetError::ExpverOverlap {
+                        path: source.path().to_path_buf(),
+                        variable: plan.variable.clone(),
+                        time_hours,
+                        slots: holding
+                            .iter()
+                            .map(|&e| {
+                                source_plan
+                                    .expver_labels
+                                    .get(e)
+                                    .map_or_else(|| format!("slot {e}"), |l| format!("expver {l}"))
+                            })
+                            .collect(),
+                    });
+                }
+                base += holding.first().copied().unwrap_or(0) * stride;
+            }
+            // The field, row-major [lat, lon] in file order; the first unusable value stops reading with
+            // MissingPolicy::Error.
+            let start = fields.len();
+            let mut bad: Option<(usize, &'static str)> = None;
+            let mut push = |n: usize, value: f64| match decoding.decode(value) {
+                Ok(physical) => fields.push(physical),
+                Err(what) => {
+                    fields.push(f64::NAN);
+                    if policy == MissingPolicy::Error && bad.is_none() {
+                        bad = Some((n, what));
+                    }
+                }
+            };
+            if contiguous {
+                for (n, &value) in raw[base..base + field_len].iter().enumerate() {
+                    push(n, value);
+                }
+            } else {
+                for i in 0..n_lat {
+                    for j in 0..n_lon {
+                        push(i * n_lon + j, raw[base + i * lat_stride + j * lon_stride]);
+                    }
+                }
+            }
+            debug_assert_eq!(fields.len() - start, field_len);
+            if let Some((n, what)) = bad {
+                return Err(DatasetError::MissingData {
+                    path: source.path().to_path_buf(),
+                    variable: plan.variable.clone(),
+                    level: plan.level,
+                    time_index: file_time_index(r),
+                    time_hours,
+                    lat: self.file_lat[n / n_lon],
+                    lon: self.file_lon[n % n_lon],
+                    what,
+                });
+            }
+        }
+        Ok(fields)
+    }
+}
+
+impl crate::windows::FrameSource for Reader {
+    fn time_hours(&self) -> &[i64] {
+        Reader::time_hours(self)
+    }
+    fn frame_len(&self) -> usize {
+        Reader::frame_len(self)
+    }
+    fn read_frames(&self, times: Range<usize>) -> Result<Vec<f32>, DatasetError> {
+        Ok(self.read_times(times)?.data)
     }
 }
 
@@ -523,7 +632,7 @@ mod tests {
 
     #[test]
     fn old_era5_packed_ints_decode_to_the_script_values() {
-        let reader = GridReader::open(
+        let reader = Reader::open(
             &[fixture_path("era5_old_packed.nc")],
             &[
                 VariableSelection::new("z", &[]),
@@ -564,7 +673,7 @@ mod tests {
 
     #[test]
     fn new_era5_names_ascending_latitude_and_signed_longitude_are_normalised() {
-        let reader = GridReader::open(
+        let reader = Reader::open(
             &[fixture_path("era5_new_names.nc")],
             &[
                 VariableSelection::new("t", &[500.0, 850.0]),
@@ -596,7 +705,7 @@ mod tests {
 
     #[test]
     fn empty_selection_takes_every_gridded_variable_in_file_order() {
-        let reader = GridReader::open(&[fixture_path("era5_new_names.nc")], &[]).unwrap();
+        let reader = Reader::open(&[fixture_path("era5_new_names.nc")], &[]).unwrap();
         let names: Vec<&str> = reader.channels().iter().map(|c| c.name.as_str()).collect();
         // `number` (scalar) and `expver` (strings) are not gridded; levels come in file order [850, 500].
         assert_eq!(names, ["t850", "t500", "u10"]);
@@ -604,7 +713,7 @@ mod tests {
 
     #[test]
     fn chunks_put_together_equal_one_read() {
-        let reader = GridReader::open(&[fixture_path("era5_old_packed.nc")], &[]).unwrap();
+        let reader = Reader::open(&[fixture_path("era5_old_packed.nc")], &[]).unwrap();
         let whole = reader.read_all().unwrap();
         let mut data = Vec::new();
         let mut times = Vec::new();
@@ -626,7 +735,7 @@ mod tests {
             fixture_path("wb_geopotential_500.nc"),
             fixture_path("wb_temperature.nc"),
         ];
-        let reader = GridReader::open(
+        let reader = Reader::open(
             &paths,
             &[
                 VariableSelection::new("z", &[]),
@@ -652,14 +761,14 @@ mod tests {
                 }
             }
         }
-        let wrong_level = GridReader::open(&paths[..1], &[VariableSelection::new("z", &[850.0])]);
+        let wrong_level = Reader::open(&paths[..1], &[VariableSelection::new("z", &[850.0])]);
         assert!(
             matches!(wrong_level, Err(DatasetError::MissingLevel { level, .. }) if level == 850.0)
         );
     }
 
     fn missing_data(variable: &str) -> (String, Option<f64>, usize, String, f64, f64, String) {
-        let reader = GridReader::open(
+        let reader = Reader::open(
             &[fixture_path("era5_fill.nc")],
             &[VariableSelection::new(variable, &[])],
         )
@@ -734,7 +843,7 @@ mod tests {
                 "missing_value".into()
             )
         );
-        let clean = GridReader::open(
+        let clean = Reader::open(
             &[fixture_path("era5_fill.nc")],
             &[VariableSelection::new("t2m", &[])],
         )
@@ -751,7 +860,7 @@ mod tests {
             std::fs::write(&path, bytes).unwrap();
             path
         };
-        let open = |path: &std::path::Path| GridReader::open(&[path], &[]);
+        let open = |path: &std::path::Path| Reader::open(&[path], &[]);
 
         let absent = dir.path().join("absent.nc");
         assert!(matches!(
@@ -779,22 +888,33 @@ mod tests {
         ));
 
         let packed = fixture_path("era5_old_packed.nc");
-        let missing = GridReader::open(&[&packed], &[VariableSelection::new("q", &[])]);
+        let missing = Reader::open(&[&packed], &[VariableSelection::new("q", &[])]);
         assert!(
             matches!(missing, Err(DatasetError::MissingVariable { variable, available, .. })
             if variable == "q" && available.contains(&"z".to_string()))
         );
-        let no_level = GridReader::open(&[&packed], &[VariableSelection::new("z", &[300.0])]);
+        let no_level = Reader::open(&[&packed], &[VariableSelection::new("z", &[300.0])]);
         assert!(
             matches!(no_level, Err(DatasetError::MissingLevel { available, .. }) if available == [500.0, 850.0])
         );
-        let wrong_dims = GridReader::open(
+        // Dimensions are found by name: z(time, longitude, latitude) reads (its values are all 0); an axis that
+        // is none of the known ones is refused naming the variable and its dimensions.
+        let transposed = Reader::open(
             &[fixture_path("bad_dims.nc")],
             &[VariableSelection::new("z", &[])],
+        )
+        .unwrap()
+        .read_all()
+        .unwrap();
+        assert_eq!((transposed.lat.len(), transposed.lon.len()), (3, 4));
+        assert!(transposed.data.len() == 36 && transposed.data.iter().all(|&v| v == 0.0));
+        let unknown_axis = Reader::open(
+            &[fixture_path("layouts/axes/extra_height_axis.nc")],
+            &[VariableSelection::new("ws", &[])],
         );
         assert!(
-            matches!(wrong_dims, Err(DatasetError::WrongDimensions { found, .. })
-            if found == ["time", "longitude", "latitude"])
+            matches!(unknown_axis, Err(DatasetError::UnreadableVariable { variable, dims, .. })
+            if variable == "ws" && dims == ["time", "height", "latitude", "longitude"])
         );
         assert!(matches!(
             open(&fixture_path("empty_time.nc")),
@@ -809,7 +929,7 @@ mod tests {
                 ..
             })
         ));
-        let twice = GridReader::open(
+        let twice = Reader::open(
             &[&packed],
             &[
                 VariableSelection::new("z", &[500.0]),
@@ -817,7 +937,7 @@ mod tests {
             ],
         );
         assert!(matches!(twice, Err(DatasetError::InvalidDataset { .. })));
-        let mismatch = GridReader::open(
+        let mismatch = Reader::open(
             &[fixture_path("wb_geopotential_500.nc"), packed.clone()],
             &[],
         );

@@ -84,7 +84,7 @@ impl Era5Writer {
     ) -> Result<Self, DatasetError> {
         let invalid = |detail: String| DatasetError::InvalidDataset {
             path: path.to_path_buf(),
-            detail,
+            detail: format!("cannot write this dataset: {detail}"),
         };
         let (variables, levels) = plan_variables(channels).map_err(invalid)?;
         if time_hours.windows(2).any(|w| w[1] <= w[0]) {
@@ -150,7 +150,7 @@ impl Era5Writer {
         let frame_len = self.channel_count * field_len;
         let invalid = |detail: String| DatasetError::InvalidDataset {
             path: self.final_path.clone(),
-            detail,
+            detail: format!("cannot write this dataset: {detail}"),
         };
         if frame_len == 0 || !frames.len().is_multiple_of(frame_len) {
             return Err(invalid(format!(
@@ -206,7 +206,9 @@ impl Era5Writer {
         if let Some(missing) = self.written.iter().position(|w| !w) {
             return Err(DatasetError::InvalidDataset {
                 path: self.final_path.clone(),
-                detail: format!("time index {missing} was never written"),
+                detail: format!(
+                    "cannot write this dataset: time index {missing} was never written"
+                ),
             });
         }
         self.targets.clear();
@@ -216,7 +218,7 @@ impl Era5Writer {
         }
         std::fs::rename(&self.temp_path, &self.final_path).map_err(|source| DatasetError::Io {
             path: self.final_path.clone(),
-            source,
+            error: source,
         })
     }
 }
@@ -240,7 +242,7 @@ pub fn write_era5(path: &Path, dataset: &Dataset) -> Result<(), DatasetError> {
         .check_shape()
         .map_err(|detail| DatasetError::InvalidDataset {
             path: path.to_path_buf(),
-            detail,
+            detail: format!("cannot write this dataset: {detail}"),
         })?;
     let mut writer = Era5Writer::create(
         path,
@@ -493,7 +495,7 @@ mod tests {
     use std::process::Command;
 
     use super::*;
-    use crate::dataset::{GridReader, VariableSelection, take_turn};
+    use crate::dataset::{Reader, VariableSelection, take_turn};
 
     fn channel(variable: &str, level: Option<f64>, units: &str) -> Channel {
         Channel {
@@ -543,14 +545,14 @@ mod tests {
             vec![std::ffi::OsString::from("sample.nc")],
             "no temporary file left behind"
         );
-        let reader = GridReader::open(
+        let reader = Reader::open(
             &[&path],
             &VariableSelection::for_channels(&dataset.channels),
         )
         .unwrap();
         assert_eq!(reader.read_all().unwrap(), dataset);
         // Read without a selection, variables come in file order: z500, z850, t500, t850, t2m.
-        let all = GridReader::open(&[&path], &[]).unwrap();
+        let all = Reader::open(&[&path], &[]).unwrap();
         let names: Vec<&str> = all.channels().iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["z500", "z850", "t500", "t850", "t2m"]);
     }
@@ -562,7 +564,7 @@ mod tests {
         let path = dir.path().join("flipped.nc");
         let flipped = sample(vec![-60.0, 0.0, 60.0], vec![-120.0, 0.0, 120.0]);
         write_era5(&path, &flipped).unwrap();
-        let back = GridReader::open(
+        let back = Reader::open(
             &[&path],
             &VariableSelection::for_channels(&flipped.channels),
         )
@@ -603,7 +605,7 @@ mod tests {
         writer.write_times(3, &dataset.data[3 * n..]).unwrap();
         writer.write_times(0, &dataset.data[..3 * n]).unwrap();
         writer.finish().unwrap();
-        let reader = GridReader::open(
+        let reader = Reader::open(
             &[&path],
             &VariableSelection::for_channels(&dataset.channels),
         )
