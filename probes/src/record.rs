@@ -536,7 +536,7 @@ mod tests {
         for (batch, offset) in [(2, 0.0), (1, 0.5)] {
             let count = batch * grid.num_points() * 4;
             let values: Vec<f32> = (0..count)
-                .map(|k| ((k as f32 * 0.37).sin() + offset) as f32)
+                .map(|k| (k as f32 * 0.37).sin() + offset)
                 .collect();
             let input = Tensor::<3>::from_data(
                 TensorData::new(values, [batch, grid.num_points(), 4]),
