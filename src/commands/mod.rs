@@ -17,7 +17,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use weatherlens_models::fused::Kernels;
 
-use crate::device::DeviceKind;
+use weatherlens::device::DeviceKind;
 
 /// Probe the physics of AI weather models: build, train and dissect GraphCast-style emulators.
 #[derive(Debug, Parser)]
