@@ -759,4 +759,39 @@ fn study_runs_reports_and_skips_finished_runs() {
             "{run}"
         );
     }
+
+    // The report rebuilt from the run folders alone (each run's outcome.json and outputs) is the same.
+    let written = report;
+    fs::remove_dir_all(&report_dir).unwrap();
+    ws.ok(&[
+        "study",
+        "--config",
+        "study.toml",
+        "--nulls",
+        "10",
+        "--report-only",
+    ]);
+    let rebuilt: serde_json::Value =
+        serde_json::from_slice(&fs::read(report_dir.join("report.json")).unwrap()).unwrap();
+    for key in [
+        "runs",
+        "scorecard",
+        "error_models",
+        "error_correlation",
+        "dynamics",
+    ] {
+        assert_eq!(rebuilt[key], written[key], "{key}");
+    }
+    // One run by its index (what a Slurm array task runs): finished, so every stage is skipped; the broken
+    // one fails with exit status 1; an index past the plan is a clear error.
+    ws.ok(&["study", "--config", "study.toml", "--run-index", "1"]);
+    let err = ws.fails(&["study", "--config", "study.toml", "--run-index", "2"]);
+    assert!(err.contains("run `broken` failed"), "{err}");
+    let err = ws.fails(&["study", "--config", "study.toml", "--run-index", "3"]);
+    assert!(
+        err.contains("--run-index 3") && err.contains("3 runs"),
+        "{err}"
+    );
+    let err = ws.fails(&["study", "--config", "study.toml", "--wait"]);
+    assert!(err.contains("--dispatch slurm"), "{err}");
 }
