@@ -286,16 +286,33 @@ pub fn build_model_for(
     build_model_with_static(config, dynamic, stats.channels.len() - dynamic, device)
 }
 
+/// The weights are drawn on the CPU whatever `device` is (each backend has its own random generator), so a seed
+/// gives the same initial weights on every device; on another device they are drawn now and moved there.
 fn build_model_with_static(
     config: &RunConfig,
     dynamic: usize,
     statics: usize,
     device: &Device,
 ) -> WeatherModel {
-    let model = seeded(config.seed, device, || {
-        WeatherModel::new(&config.model, 2 * dynamic + statics, dynamic, device)
-    });
-    checkpoint::canonical_param_ids(model)
+    let cpu = if device.is_autodiff() {
+        Device::flex().autodiff()
+    } else {
+        Device::flex()
+    };
+    seeded(config.seed, &cpu, || {
+        let model = checkpoint::canonical_param_ids(WeatherModel::new(
+            &config.model,
+            2 * dynamic + statics,
+            dynamic,
+            &cpu,
+        ));
+        if *device == cpu {
+            model
+        } else {
+            // Forking a clone initialises the (lazy) parameters here, on the CPU, then moves them.
+            model.clone().fork(device)
+        }
+    })
 }
 
 fn optimizer(config: &RunConfig) -> ModuleOptimizer {
