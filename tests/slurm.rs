@@ -9,7 +9,8 @@
 //! ```
 //!
 //! (`.ci/run` does this.) Each job's state is checked with `scontrol` itself, independently of what
-//! weatherlens reports.
+//! weatherlens reports. Without a cluster, a stand-in `sbatch` and `scontrol` (shell scripts that log their
+//! arguments and print recorded answers) check what is submitted and how the job states are read.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -66,6 +67,13 @@ fn job_state(job: u64) -> (String, String) {
             .to_string()
     };
     (field("JobState"), field("ExitCode"))
+}
+
+/// Writes an executable shell script.
+fn script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -224,4 +232,145 @@ fn studies_run_as_slurm_job_arrays_and_report_their_failures() {
     let rebuilt = json(&report.join("report.json"));
     assert_eq!(rebuilt["runs"], written["runs"]);
     assert_eq!(rebuilt["scorecard"], written["scorecard"]);
+}
+
+#[test]
+fn dispatch_submits_an_array_and_a_report_after_it_and_reads_their_states() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    fs::write(dir.join("tiny.toml"), include_str!("configs/tiny.toml")).unwrap();
+    fs::write(
+        dir.join("study.toml"),
+        format!(
+            "{}\n[slurm]\nmax_parallel = 2\ncpus_per_task = 2\npartition = \"debug\"\ngpus = 1\n",
+            include_str!("configs/study-tiny.toml")
+        ),
+    )
+    .unwrap();
+    // sbatch logs its arguments and answers 100, then 101; scontrol answers as Slurm 22.05 does once the
+    // array (100: tasks 0 and 1 COMPLETED, task 2 as $TASK_2) and the report job (101) have ended.
+    let bin = dir.join("bin");
+    fs::create_dir(&bin).unwrap();
+    script(
+        &bin.join("sbatch"),
+        "#!/bin/bash\necho \"$*\" >> \"$SBATCH_LOG\"\necho $(( $(wc -l < \"$SBATCH_LOG\") + 99 ))\n",
+    );
+    script(
+        &bin.join("scontrol"),
+        "#!/bin/bash\n[[ $1 == -o && $2 == show && $3 == job ]] || exit 2\ncase $4 in\n\
+         100) echo \"JobId=102 ArrayJobId=100 ArrayTaskId=0 JobName=study-tiny JobState=COMPLETED Reason=None ExitCode=0:0\"\n\
+         echo \"JobId=103 ArrayJobId=100 ArrayTaskId=1 JobName=study-tiny JobState=COMPLETED Reason=None ExitCode=0:0\"\n\
+         echo \"JobId=100 ArrayJobId=100 ArrayTaskId=2 JobName=study-tiny JobState=$TASK_2 ExitCode=0:0\" ;;\n\
+         101) echo \"JobId=101 JobName=study-tiny-report JobState=COMPLETED Reason=None ExitCode=0:0\" ;;\n\
+         *) echo \"slurm_load_jobs error: Invalid job id specified\" >&2; exit 1 ;;\nesac\n",
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dispatch = |task_2: &str| {
+        let _ = fs::remove_file(dir.join("sbatch.log"));
+        Command::new(env!("CARGO_BIN_EXE_weatherlens"))
+            .args([
+                "study",
+                "--config",
+                "study.toml",
+                "--dispatch",
+                "slurm",
+                "--wait",
+            ])
+            .current_dir(dir)
+            .env("PATH", &path)
+            .env("SBATCH_LOG", dir.join("sbatch.log"))
+            .env("TASK_2", task_2)
+            .output()
+            .unwrap()
+    };
+
+    let out = dispatch("COMPLETED");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let log = fs::read_to_string(dir.join("sbatch.log")).unwrap();
+    let calls: Vec<&str> = log.lines().collect();
+    let slurm_dir = dir.join("runs/study-tiny/slurm");
+    let slurm_dir = slurm_dir.canonicalize().unwrap();
+    assert_eq!(calls.len(), 2, "{log}");
+    for option in [
+        "--parsable",
+        "--job-name=study-tiny",
+        "--array=0-2%2",
+        &format!("--output={}/run-%A_%a.out", slurm_dir.display()),
+        &format!("--chdir={}", dir.canonicalize().unwrap().display()),
+    ] {
+        assert!(
+            calls[0].split(' ').any(|w| w == option),
+            "{option} in {}",
+            calls[0]
+        );
+    }
+    assert!(calls[0].ends_with("runs.sbatch"), "{}", calls[0]);
+    assert!(
+        calls[1].contains("--dependency=afterany:100 "),
+        "{}",
+        calls[1]
+    );
+    assert!(calls[1].ends_with("report.sbatch"), "{}", calls[1]);
+    let runs_script = fs::read_to_string(slurm_dir.join("runs.sbatch")).unwrap();
+    for line in [
+        "#SBATCH --partition=debug\n",
+        "#SBATCH --cpus-per-task=2\n",
+        "#SBATCH --gres=gpu:1\n",
+    ] {
+        assert!(runs_script.contains(line), "{line} in {runs_script}");
+    }
+    assert!(runs_script.contains(" --runs runs --nulls 20 --run-index \"$SLURM_ARRAY_TASK_ID\"\n"));
+    let report_script = fs::read_to_string(slurm_dir.join("report.sbatch")).unwrap();
+    assert!(
+        !report_script.contains("--gres"),
+        "the report job needs no GPU: {report_script}"
+    );
+    assert!(
+        report_script.contains(" --report-only\n"),
+        "{report_script}"
+    );
+    let submission = json(&slurm_dir.join("submission.json"));
+    assert_eq!(submission["array_job"], 100);
+    assert_eq!(submission["report_job"], 101);
+    assert_eq!(
+        submission["runs"],
+        serde_json::json!(["gnn", "shared", "broken"])
+    );
+    for (run, task, job) in [("gnn", 0, 102), ("shared", 1, 103), ("broken", 2, 100)] {
+        let row = stderr
+            .lines()
+            .find(|l| l.starts_with(run))
+            .unwrap_or_else(|| panic!("no row for {run}: {stderr}"));
+        let words: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            words[1..4],
+            [task.to_string(), job.to_string(), "COMPLETED".into()],
+            "{row}"
+        );
+    }
+
+    // A failed task: --wait exits 1 and names it.
+    let out = dispatch("FAILED");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("broken FAILED"), "{stderr}");
+
+    // Without sbatch: a clear error, not a panic.
+    let out = Command::new(env!("CARGO_BIN_EXE_weatherlens"))
+        .args(["study", "--config", "study.toml", "--dispatch", "slurm"])
+        .current_dir(dir)
+        .env("PATH", dir.join("nowhere"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot run `sbatch") && stderr.contains("SLURM_CONF"),
+        "{stderr}"
+    );
 }
