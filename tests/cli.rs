@@ -432,6 +432,11 @@ fn data_parallel_training_equals_one_device_and_resumes_bit_identically() {
     };
     let (la, lb) = (losses(&one), losses(&two));
     assert_eq!(la.len(), 20);
+    let loss_difference = la
+        .iter()
+        .zip(&lb)
+        .map(|(x, y)| (x - y).abs() / x.abs())
+        .fold(0.0, f64::max);
     for (step, (x, y)) in la.iter().zip(&lb).enumerate() {
         assert!(
             (x - y).abs() <= 1e-5 * x.abs(),
@@ -440,7 +445,8 @@ fn data_parallel_training_equals_one_device_and_resumes_bit_identically() {
         );
     }
     eprintln!(
-        "data-parallel [flex, flex] vs [flex]: max |weight difference| after 20 steps {worst:e}"
+        "data-parallel [flex, flex] vs [flex]: max |weight difference| after 20 steps {worst:.2e}, \
+         max relative loss difference {loss_difference:.2e}"
     );
 
     // Interrupted after 8 updates and resumed (devices from the flag this time): bit-identical to `two`.

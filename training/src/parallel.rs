@@ -299,6 +299,7 @@ mod tests {
                 worst = worst.max((x - y).abs() / scale);
             }
         }
+        eprintln!("[flex, flex] shard gradients summed vs the whole batch: {worst:.2e}");
         assert!(
             worst <= 1e-5,
             "largest difference {worst:e} of a parameter's largest gradient"
