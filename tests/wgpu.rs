@@ -280,6 +280,7 @@ fn train(config: &RunConfig, dir: &Path, devices: &[Device]) {
             progress: indicatif::ProgressBar::hidden(),
             kernels: Kernels::Fused,
             stop_at: None,
+            accept_data_change: false,
         },
         &devices,
     )
