@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod loss;
 pub mod metrics;
 pub mod normalise;
+pub mod parallel;
 pub mod restore;
 pub mod schedule;
 pub mod trainer;
