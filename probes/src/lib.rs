@@ -1,8 +1,9 @@
 //! Analysis only: what the hypotheses about AI weather models' processors are tested with. Depends on the
 //! model crate alone (computing CKA needs no data reader).
 //!
-//! - [`record`]: recording X_i, v_i, X_{i+1} at the hook points, and reading recordings back; [`inputs`]:
-//!   rows of a recording as a matrix;
+//! - [`record`]: recording X_i, v_i, X_{i+1} at the hook points; [`recording`]: reading any recording (a plain
+//!   recording exported from another model, or a recording folder) with the format's validation; [`inputs`]:
+//!   rows of any safetensors tensor as a matrix; [`locations`]: matching places between node sets;
 //! - [`velocity`]: increment size by depth, decay and straightness; [`spectrum`]: spectra and the spectral
 //!   centroid; [`analysis`]: both for one recording;
 //! - [`alignment`]: CKA, CKNNA and mutual kNN with nulls and intervals; [`layer_alignment`]: layer-by-layer
@@ -17,7 +18,9 @@ pub mod error_correlation;
 pub mod inputs;
 pub mod jacobian;
 pub mod layer_alignment;
+pub mod locations;
 pub mod record;
+pub mod recording;
 pub mod spectrum;
 pub mod stats;
 pub mod velocity;

@@ -20,6 +20,8 @@ use crate::stats::seeded_subsample;
 
 pub const TENSORS_FILE: &str = "probes.safetensors";
 pub const META_FILE: &str = "probes.json";
+/// The tensor holding the model's input fields at the recorded nodes, [samples, nodes, channels].
+pub const INPUTS: &str = "inputs";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -89,6 +91,11 @@ pub struct RecordingMeta {
     pub latent_size: usize,
     /// Icosahedral level of the mesh the node indices refer to.
     pub mesh_level: u32,
+    /// What the `inputs` tensor [samples, nodes, channels] of `probes.safetensors` holds, when it was recorded
+    /// (the model's input fields at the nodes: the input-baseline control of alignment). Absent in older
+    /// recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
 }
 
 /// An [`Observer`] that streams the chosen hook points to `probes.safetensors`.
@@ -101,6 +108,8 @@ pub struct ProbeRecorder {
     all_nodes_in_order: bool,
     nodes: usize,
     latent: usize,
+    /// Channels of the `inputs` tensor, when one is recorded.
+    input_channels: Option<usize>,
     samples: usize,
     offsets: BTreeMap<String, u64>,
     data_start: u64,
@@ -121,23 +130,41 @@ impl ProbeRecorder {
         samples: usize,
         device: &Device,
     ) -> Result<Self, RecordError> {
+        Self::create_with_inputs(out_dir, points, node_indices, latent, samples, None, device)
+    }
+
+    /// As [`Self::create`], with room for an `inputs` tensor [samples, nodes, input_channels] (F32) written by
+    /// [`Self::write_inputs`] when `input_channels` is given.
+    pub fn create_with_inputs(
+        out_dir: &Path,
+        points: Vec<HookPoint>,
+        node_indices: &[u32],
+        latent: usize,
+        samples: usize,
+        input_channels: Option<usize>,
+        device: &Device,
+    ) -> Result<Self, RecordError> {
         files::create_dir_all(out_dir)?;
         let nodes = node_indices.len();
-        let bytes_per_tensor = (samples * nodes * latent * 4) as u64;
         let mut header = serde_json::Map::new();
         let mut offsets = BTreeMap::new();
-        for (k, point) in points.iter().enumerate() {
-            let start = k as u64 * bytes_per_tensor;
-            let name = point.to_string();
+        let mut start = 0u64;
+        let tensors = points
+            .iter()
+            .map(|point| (point.to_string(), latent))
+            .chain(input_channels.map(|c| (INPUTS.to_string(), c)));
+        for (name, width) in tensors {
+            let bytes = (samples * nodes * width * 4) as u64;
             header.insert(
                 name.clone(),
                 serde_json::json!({
                     "dtype": "F32",
-                    "shape": [samples, nodes, latent],
-                    "data_offsets": [start, start + bytes_per_tensor],
+                    "shape": [samples, nodes, width],
+                    "data_offsets": [start, start + bytes],
                 }),
             );
             offsets.insert(name, start);
+            start += bytes;
         }
         let mut header = serde_json::to_vec(&header).expect("a JSON map always serialises");
         // The data section must start 8-byte aligned: pad the header with spaces.
@@ -146,7 +173,7 @@ impl ProbeRecorder {
         let mut file = AtomicFile::create(&out_dir.join(TENSORS_FILE))?;
         let target = file.target().to_path_buf();
         let disk = file.file();
-        disk.set_len(data_start + points.len() as u64 * bytes_per_tensor)
+        disk.set_len(data_start + start)
             .and_then(|_| disk.write_all_at(&(header.len() as u64).to_le_bytes(), 0))
             .and_then(|_| disk.write_all_at(&header, 8))
             .map_err(FileError::at("writing", &target))?;
@@ -160,6 +187,7 @@ impl ProbeRecorder {
                 .all(|(k, &n)| n as usize == k),
             nodes,
             latent,
+            input_channels,
             samples,
             offsets,
             data_start,
@@ -174,6 +202,45 @@ impl ProbeRecorder {
     pub fn end_batch(&self, batch: usize) {
         self.cursor.set(self.cursor.get() + batch);
         self.batch.set(0);
+    }
+
+    /// Write the input fields of the current forward pass (call before [`Self::end_batch`]).
+    ///
+    /// values: [batch, nodes, input_channels] row-major, the recorded nodes in the recorder's order.
+    pub fn write_inputs(&self, values: &[f32], batch: usize) -> Result<(), RecordError> {
+        let Some(channels) = self.input_channels else {
+            return Err(RecordError::Invalid {
+                path: self.target(),
+                reason: "this recording was created without an inputs tensor".into(),
+            });
+        };
+        if values.len() != batch * self.nodes * channels || self.cursor.get() + batch > self.samples {
+            return Err(RecordError::Invalid {
+                path: self.target(),
+                reason: format!(
+                    "{INPUTS}: {} values for a batch of {batch} at sample {} of {} ([batch, {}, {channels}] \
+                     expected)",
+                    values.len(),
+                    self.cursor.get(),
+                    self.samples,
+                    self.nodes
+                ),
+            });
+        }
+        if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+            return Err(RecordError::NotFinite {
+                point: INPUTS.into(),
+                sample: self.cursor.get() + bad / (self.nodes * channels),
+            });
+        }
+        let row_bytes = (self.nodes * channels * 4) as u64;
+        let at = self.data_start + self.offsets[INPUTS] + self.cursor.get() as u64 * row_bytes;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut file = self.file.borrow_mut();
+        let target = file.target().to_path_buf();
+        file.file()
+            .write_all_at(&bytes, at)
+            .map_err(|e| FileError::new("writing", &target, e).into())
     }
 
     /// Complete the file and rename it into place (on failure the temporary file is removed). Returns its

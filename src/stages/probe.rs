@@ -123,6 +123,7 @@ pub fn probe(
         node_indices,
         latent_size: config.model.latent_size,
         mesh_level: config.model.mesh_level,
+        inputs: None,
     };
     write_meta(out_dir, &meta)?;
     Ok(meta)
