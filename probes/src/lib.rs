@@ -23,4 +23,5 @@ pub mod record;
 pub mod recording;
 pub mod spectrum;
 pub mod stats;
+pub mod trend;
 pub mod velocity;

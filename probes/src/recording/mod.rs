@@ -15,7 +15,7 @@
 mod container;
 mod names;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
