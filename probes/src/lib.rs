@@ -6,8 +6,10 @@
 //!   rows of any safetensors tensor as a matrix; [`locations`]: matching places between node sets;
 //! - [`velocity`]: increment size by depth, decay and straightness; [`spectrum`]: spectra and the spectral
 //!   centroid; [`analysis`]: both for one recording;
-//! - [`alignment`]: CKA, CKNNA and mutual kNN with nulls and intervals; [`layer_alignment`]: layer-by-layer
-//!   CKA;
+//! - [`alignment`]: CKA, CKNNA and mutual kNN with nulls, intervals and controls (untrained architectures,
+//!   input baselines); [`pairing`]: rows of several recordings at the same times and places;
+//!   [`local_alignment`]: alignment at single locations with regional and seasonal summaries;
+//!   [`layer_alignment`]: layer-by-layer CKA;
 //! - [`error_correlation`]: correlation of per-case forecast errors between models;
 //! - [`jacobian`]: Jacobian asymmetry and interaction range of one processor step;
 //! - [`stats`]: quantiles, correlations, permutation tests, jackknife and seeded draws shared by all of these.
@@ -18,7 +20,9 @@ pub mod error_correlation;
 pub mod inputs;
 pub mod jacobian;
 pub mod layer_alignment;
+pub mod local_alignment;
 pub mod locations;
+pub mod pairing;
 pub mod record;
 pub mod recording;
 pub mod spectrum;
