@@ -9,7 +9,7 @@
 //! disagree). It is **undetermined** with undefined values (y_0 = 0, NaN) and with fewer than 5 layers, where no
 //! order of the values reaches p < 0.05 (the smallest two-sided p over L layers is 2/L!: 1/3 for 3, 1/12 for 4).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::stats::{rank_trend, rank_trend_p_value};
 
@@ -21,7 +21,7 @@ pub const SIZE_BAND: [f64; 2] = [0.9, 1.1];
 pub const MIN_LAYERS: usize = 3;
 
 /// What the values do over depth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     Falls,

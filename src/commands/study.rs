@@ -45,7 +45,7 @@ pub fn run_study(
         .map(|o| o.name.as_str())
         .collect();
     let out = runs_root.join(&study.name).join("report");
-    let report = collect(&study.name, &planned, &outcomes, nulls)?;
+    let report = collect(&study.name, &planned, &outcomes, nulls, &study.alignment)?;
     let unit = AtomicDir::create(&out)?;
     render(&report, unit.path())?;
     unit.commit()?;
