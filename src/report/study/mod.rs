@@ -15,7 +15,7 @@ mod render;
 pub use collect::collect;
 pub use html::html;
 pub use markdown::markdown;
-pub use render::render;
+pub use render::{render, write_local_alignment};
 
 use serde::{Deserialize, Serialize};
 use weatherlens_probes::alignment::{Controls, Excess, MetricSet, NullSummary};

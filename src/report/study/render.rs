@@ -113,7 +113,7 @@ pub fn render(report: &StudyReport, out_dir: &Path) -> Result<(), ReportError> {
             .collect::<Vec<_>>(),
     )?;
     if let Some(local) = &report.local_alignment {
-        local_outputs(local, out_dir)?;
+        write_local_alignment(local, out_dir)?;
     }
     let md = markdown(report);
     files::write_atomic(&out_dir.join("report.md"), md.as_bytes())?;
@@ -183,7 +183,7 @@ fn verdict_name(verdict: ExcessVerdict) -> &'static str {
 
 /// `local_alignment.csv` (every group summary), and per pair `locations_<x>_<y>.csv` and the map
 /// `cknna_map_<x>_<y>` (PNG + SVG).
-fn local_outputs(local: &LocalAlignment, out_dir: &Path) -> Result<(), ReportError> {
+pub fn write_local_alignment(local: &LocalAlignment, out_dir: &Path) -> Result<(), ReportError> {
     let mut summaries = Vec::new();
     for pair in &local.pairs {
         for s in &pair.summaries {
