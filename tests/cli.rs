@@ -568,14 +568,26 @@ fn study_runs_reports_and_skips_finished_runs() {
     assert_eq!(runs.len(), 3);
     // Each run's controls stage recorded the architecture at initialisation; every pooled figure has the
     // untrained control and both input baselines beside it, and the per-location figures exist.
-    assert!(ws.path("runs/study-tiny/gnn/untrained/probes.json").is_file());
+    assert!(
+        ws.path("runs/study-tiny/gnn/untrained/probes.json")
+            .is_file()
+    );
     let pooled = &report["alignment"][0];
     for control in ["untrained", "input_x", "input_y"] {
-        assert!(pooled["controls"][control]["cknna"].is_number(), "{control}: {pooled}");
+        assert!(
+            pooled["controls"][control]["cknna"].is_number(),
+            "{control}: {pooled}"
+        );
     }
-    assert!(pooled["excess"]["cka_unbiased"]["verdict"].is_string(), "{pooled}");
+    assert!(
+        pooled["excess"]["cka_unbiased"]["verdict"].is_string(),
+        "{pooled}"
+    );
     let local = &report["local_alignment"]["pairs"][0];
-    assert_eq!((local["x"].as_str(), local["y"].as_str()), (Some("gnn"), Some("shared")));
+    assert_eq!(
+        (local["x"].as_str(), local["y"].as_str()),
+        (Some("gnn"), Some("shared"))
+    );
     assert_eq!(local["summaries"][0]["group"], "global");
     assert_eq!(local["summaries"][0]["locations"], 42);
     assert!(report_dir.join("cknna_map_gnn_shared.png").is_file());
@@ -589,7 +601,11 @@ fn study_runs_reports_and_skips_finished_runs() {
     assert!(times >= 5, "{times} samples recorded");
     assert!(locations.iter().all(|r| number(r, "n") == times as f64));
     let summaries = csv_rows(&report_dir.join("local_alignment.csv"));
-    assert!(summaries.iter().any(|r| r["group"] == "tropics" && r["metric"] == "cknna"));
+    assert!(
+        summaries
+            .iter()
+            .any(|r| r["group"] == "tropics" && r["metric"] == "cknna")
+    );
     assert!(runs[0]["error"].is_null() && runs[1]["error"].is_null());
     assert!(
         runs[2]["error"].as_str().unwrap().contains("test split"),
@@ -676,7 +692,9 @@ fn study_runs_reports_and_skips_finished_runs() {
             .collect();
         assert_eq!(
             skipped,
-            ["train", "evaluate", "probe", "controls", "analyze", "jacobian"],
+            [
+                "train", "evaluate", "probe", "controls", "analyze", "jacobian"
+            ],
             "{run}"
         );
     }
@@ -699,7 +717,13 @@ fn analyze_and_compare_read_a_recording_exported_from_pytorch() {
     exported(&ws);
     // analyze FILE: 3 layers of the stand-in model on 42 shuffled icosahedron nodes, centroid at the recorded
     // positions; outputs beside the file.
-    let analysis = ws.json(&["analyze", "standin.safetensors", "--bootstrap", "20", "--json"]);
+    let analysis = ws.json(&[
+        "analyze",
+        "standin.safetensors",
+        "--bootstrap",
+        "20",
+        "--json",
+    ]);
     assert_eq!(analysis["samples"], 16);
     assert_eq!(analysis["nodes"], 42);
     let layers: Vec<u64> = analysis["centroid"]["rows"]
@@ -709,14 +733,26 @@ fn analyze_and_compare_read_a_recording_exported_from_pytorch() {
         .map(|r| r["layer"].as_u64().unwrap())
         .collect();
     assert_eq!(layers, [0, 1, 2]);
-    assert!(analysis["centroid"]["rows"][0]["centroid_x"].as_f64().unwrap() >= 1.0);
+    assert!(
+        analysis["centroid"]["rows"][0]["centroid_x"]
+            .as_f64()
+            .unwrap()
+            >= 1.0
+    );
     // Three layers cannot reach p < 0.05: the verdict is withheld, with the reason.
     assert_eq!(analysis["velocity"]["trend"]["direction"], "undetermined");
     assert_eq!(csv_rows(&ws.path("standin-analysis/velocity.csv")).len(), 3);
 
     // compare FILE FILE: the same recording twice, last layer's output by default; the inputs give both input
     // baselines, and the rows pair each node with itself (distance 0).
-    let compared = ws.json(&["compare", "standin.safetensors", "standin.safetensors", "--nulls", "10", "--json"]);
+    let compared = ws.json(&[
+        "compare",
+        "standin.safetensors",
+        "standin.safetensors",
+        "--nulls",
+        "10",
+        "--json",
+    ]);
     assert_eq!(compared["n"], 16 * 42);
     assert_eq!(compared["pairing"]["tensor_a"], "processor.2.resid_post");
     assert_eq!(compared["pairing"]["distance_b"]["max_deg"], 0.0);
@@ -742,8 +778,18 @@ fn analyze_and_compare_read_a_recording_exported_from_pytorch() {
         "--json",
     ]);
     assert_eq!(derived["n"], 16, "rows = the 16 times at one node");
-    assert!(derived["pairing"]["tensor_a"].as_str().unwrap().contains('='));
-    assert!(derived["warnings"][0].as_str().unwrap().contains("n = 16 < 5k = 50"));
+    assert!(
+        derived["pairing"]["tensor_a"]
+            .as_str()
+            .unwrap()
+            .contains('=')
+    );
+    assert!(
+        derived["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("n = 16 < 5k = 50")
+    );
 
     // Per location: 42 locations of 16 times each, CSV and map written.
     let local = ws.json(&[
@@ -782,20 +828,39 @@ fn bad_recordings_give_clear_errors() {
     let ws = Workspace::new(str::to_string);
     fs::write(ws.path("junk.safetensors"), b"not a safetensors file").unwrap();
     let err = ws.fails(&["analyze", "junk.safetensors"]);
-    assert!(err.contains("junk.safetensors") && err.contains("not a readable safetensors file"), "{err}");
+    assert!(
+        err.contains("junk.safetensors") && err.contains("not a readable safetensors file"),
+        "{err}"
+    );
     assert!(!err.contains("Not a directory"), "{err}");
     // A safetensors file without coordinates: the format's rule 7.
     let tensors = vec![(
         "processor.0.resid_pre".to_string(),
-        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 3, 1], &[0u8; 24]).unwrap(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 3, 1], &[0u8; 24])
+            .unwrap(),
     )];
     safetensors::serialize_to_file(tensors, None, &ws.path("bare.safetensors")).unwrap();
     let err = ws.fails(&["analyze", "bare.safetensors"]);
     assert!(err.contains("no `node_lat` tensor"), "{err}");
     exported(&ws);
-    let err = ws.fails(&["compare", "standin.safetensors", "standin.safetensors", "--tensor", "processor.9.delta"]);
-    assert!(err.contains("processor.9.delta") && err.contains("it has:"), "{err}");
-    let err = ws.fails(&["compare", "standin.safetensors", "standin.safetensors", "--untrained-a", "standin.safetensors"]);
+    let err = ws.fails(&[
+        "compare",
+        "standin.safetensors",
+        "standin.safetensors",
+        "--tensor",
+        "processor.9.delta",
+    ]);
+    assert!(
+        err.contains("processor.9.delta") && err.contains("it has:"),
+        "{err}"
+    );
+    let err = ws.fails(&[
+        "compare",
+        "standin.safetensors",
+        "standin.safetensors",
+        "--untrained-a",
+        "standin.safetensors",
+    ]);
     assert!(err.contains("--untrained-b"), "{err}");
 }
 
@@ -807,9 +872,15 @@ fn compare_subsamples_a_hundred_thousand_rows_of_half_precision_recordings() {
     let (samples, nodes, latent) = (100usize, 1000usize, 8usize);
     let golden = std::f64::consts::PI * (3.0 - 5f64.sqrt());
     let lat: Vec<f64> = (0..nodes)
-        .map(|k| (1.0 - 2.0 * (k as f64 + 0.5) / nodes as f64).asin().to_degrees())
+        .map(|k| {
+            (1.0 - 2.0 * (k as f64 + 0.5) / nodes as f64)
+                .asin()
+                .to_degrees()
+        })
         .collect();
-    let lon: Vec<f64> = (0..nodes).map(|k| (golden * k as f64).to_degrees() % 360.0).collect();
+    let lon: Vec<f64> = (0..nodes)
+        .map(|k| (golden * k as f64).to_degrees() % 360.0)
+        .collect();
     // Value = sin(0.7·s + 1.3·c) · cos(lat) + 0.1·c·sin(lon·(c + 1)): smooth, distinct rows.
     let value = |s: usize, n: usize, c: usize| -> f32 {
         ((0.7 * s as f64 + 1.3 * c as f64).sin() * lat[n].to_radians().cos()
@@ -842,15 +913,49 @@ fn compare_subsamples_a_hundred_thousand_rows_of_half_precision_recordings() {
             }
         }
     }
-    let coords = |values: &[f64]| -> Vec<u8> { values.iter().flat_map(|v| v.to_le_bytes()).collect() };
+    let coords =
+        |values: &[f64]| -> Vec<u8> { values.iter().flat_map(|v| v.to_le_bytes()).collect() };
     let (lat_bytes, lon_bytes) = (coords(&lat), coords(&lon));
-    let times: Vec<u8> = (0..samples as i64).flat_map(|t| (438_288 + 6 * t).to_le_bytes()).collect();
-    for (name, dtype, data) in [("a.safetensors", safetensors::Dtype::BF16, &a), ("b.safetensors", safetensors::Dtype::F16, &b)] {
+    let times: Vec<u8> = (0..samples as i64)
+        .flat_map(|t| (438_288 + 6 * t).to_le_bytes())
+        .collect();
+    for (name, dtype, data) in [
+        ("a.safetensors", safetensors::Dtype::BF16, &a),
+        ("b.safetensors", safetensors::Dtype::F16, &b),
+    ] {
         let tensors = vec![
-            ("node_lat".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![nodes], &lat_bytes).unwrap()),
-            ("node_lon".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F64, vec![nodes], &lon_bytes).unwrap()),
-            ("sample_time".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![samples], &times).unwrap()),
-            ("processor.0.resid_pre".to_string(), safetensors::tensor::TensorView::new(dtype, vec![samples, nodes, latent], data).unwrap()),
+            (
+                "node_lat".to_string(),
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F64,
+                    vec![nodes],
+                    &lat_bytes,
+                )
+                .unwrap(),
+            ),
+            (
+                "node_lon".to_string(),
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F64,
+                    vec![nodes],
+                    &lon_bytes,
+                )
+                .unwrap(),
+            ),
+            (
+                "sample_time".to_string(),
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::I64,
+                    vec![samples],
+                    &times,
+                )
+                .unwrap(),
+            ),
+            (
+                "processor.0.resid_pre".to_string(),
+                safetensors::tensor::TensorView::new(dtype, vec![samples, nodes, latent], data)
+                    .unwrap(),
+            ),
         ];
         safetensors::serialize_to_file(tensors, None, &ws.path(name)).unwrap();
     }
@@ -872,4 +977,71 @@ fn compare_subsamples_a_hundred_thousand_rows_of_half_precision_recordings() {
     assert_eq!(compared["n"], 20_000);
     let cka = compared["metrics"]["cka_unbiased"].as_f64().unwrap();
     assert!(cka > 0.99, "{cka}");
+}
+
+#[test]
+fn an_untrained_recording_is_the_control_that_untrained_alignment_does_not_exceed() {
+    // The run's architecture at initialisation on the same samples and inputs; compared with itself as its own
+    // untrained control, the excess is 0 and the report says "not above controls".
+    let ws = shared();
+    ws.ok(&[
+        "probe",
+        "--checkpoint",
+        "run",
+        "--samples",
+        "3",
+        "--every-hours",
+        "6",
+        "--untrained",
+        "--out",
+        "untrained-test",
+    ]);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(ws.path("untrained-test/probes.json")).unwrap()).unwrap();
+    assert!(
+        meta["model"].as_str().unwrap().contains("untrained"),
+        "{meta}"
+    );
+    let trained: serde_json::Value =
+        serde_json::from_slice(&fs::read(ws.path("run/probes/probes.json")).unwrap()).unwrap();
+    assert_eq!(
+        meta["sample_times"], trained["sample_times"],
+        "the same samples"
+    );
+    let compared = ws.json(&[
+        "compare",
+        "untrained-test",
+        "untrained-test",
+        "--untrained-a",
+        "untrained-test",
+        "--untrained-b",
+        "untrained-test",
+        "--k",
+        "5",
+        "--nulls",
+        "10",
+        "--json",
+    ]);
+    assert_eq!(compared["n"], 3 * 42);
+    for metric in ["cka_biased", "cka_unbiased", "cknna", "mutual_knn"] {
+        let excess = &compared["excess"][metric];
+        assert!(
+            excess["value"].as_f64().unwrap().abs() < 1e-12,
+            "{metric}: {excess}"
+        );
+        assert_eq!(
+            excess["verdict"], "not_above_controls",
+            "{metric}: {excess}"
+        );
+    }
+    // Trained vs untrained weights of the same run differ: their CKA is below 1.
+    let against = ws.json(&[
+        "compare",
+        "run/probes",
+        "untrained-test",
+        "--nulls",
+        "0",
+        "--json",
+    ]);
+    assert!(against["metrics"]["cka_unbiased"].as_f64().unwrap() < 0.999);
 }

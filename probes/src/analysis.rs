@@ -245,10 +245,7 @@ fn centroids(
         for &s in &samples {
             let values = recording.read_samples(source, &[s])?;
             debug_assert_eq!(values.len(), per_sample);
-            for (t, p) in total
-                .iter_mut()
-                .zip(spectrum.power(&values, source.width)?)
-            {
+            for (t, p) in total.iter_mut().zip(spectrum.power(&values, source.width)?) {
                 *t += p / samples.len() as f64;
             }
         }
@@ -363,7 +360,10 @@ mod tests {
             assert!((row.centroid_v - 2.0).abs() < 0.1, "{row:?}");
         }
         // Increments halve at every layer: decay, with size (5 layers: the smallest p is 2/5! < 0.05).
-        assert_eq!(analysis.processor.velocity.trend.direction, Direction::Falls);
+        assert_eq!(
+            analysis.processor.velocity.trend.direction,
+            Direction::Falls
+        );
         assert!((analysis.processor.velocity.trend.last_over_first - 0.0625).abs() < 1e-6);
         // The centroid stays put: no trend (constant up to interpolation rounding), never "moves".
         assert_ne!(centroid.verdict_x.direction, Direction::Falls);

@@ -197,19 +197,23 @@ pub fn local_alignment(
             let djf = in_months([12, 1, 2]);
             let jja = in_months([6, 7, 8]);
             let enough = |times: &[usize]| times.len() >= 4 && times.len() > options.k;
-            let compute = |times: &[usize]| -> Result<Option<Vec<Vec<LocationResult>>>, AlignmentError> {
-                if !enough(times) {
-                    return Ok(None);
-                }
-                per_location(data, lat, lon, &mid, times, pairs, options).map(Some)
-            };
+            let compute =
+                |times: &[usize]| -> Result<Option<Vec<Vec<LocationResult>>>, AlignmentError> {
+                    if !enough(times) {
+                        return Ok(None);
+                    }
+                    per_location(data, lat, lon, &mid, times, pairs, options).map(Some)
+                };
             Some((compute(&djf)?, compute(&jja)?))
         }
         _ => None,
     };
     let mut out_pairs = Vec::new();
     for (index, pair) in pairs.iter().enumerate() {
-        let locations: Vec<LocationResult> = everywhere.iter().map(|per_pair| per_pair[index].clone()).collect();
+        let locations: Vec<LocationResult> = everywhere
+            .iter()
+            .map(|per_pair| per_pair[index].clone())
+            .collect();
         let mut summaries = Vec::new();
         for (group, region) in [
             (LocalGroup::Global, Region::Global),
@@ -217,20 +221,24 @@ pub fn local_alignment(
             (LocalGroup::NhMid, Region::NhMid),
             (LocalGroup::ShMid, Region::ShMid),
         ] {
-            let members: Vec<&LocationResult> = locations.iter().filter(|l| region.contains(l.lat)).collect();
+            let members: Vec<&LocationResult> = locations
+                .iter()
+                .filter(|l| region.contains(l.lat))
+                .collect();
             if let Some(summary) = summarise(group, &members, options, index as u64) {
                 summaries.push(summary);
             }
         }
         if let Some((djf, jja)) = &seasonal {
-            let pick = |results: &Option<Vec<Vec<LocationResult>>>, north: bool| -> Vec<LocationResult> {
-                results
-                    .iter()
-                    .flatten()
-                    .map(|per_pair| per_pair[index].clone())
-                    .filter(|l| (l.lat > 0.0) == north)
-                    .collect()
-            };
+            let pick =
+                |results: &Option<Vec<Vec<LocationResult>>>, north: bool| -> Vec<LocationResult> {
+                    results
+                        .iter()
+                        .flatten()
+                        .map(|per_pair| per_pair[index].clone())
+                        .filter(|l| (l.lat > 0.0) == north)
+                        .collect()
+                };
             for (group, north_season, south_season) in [
                 (LocalGroup::WinterMid, djf, jja),
                 (LocalGroup::SummerMid, jja, djf),
@@ -292,7 +300,9 @@ fn per_location(
                 .iter()
                 .zip(&data.widths)
                 .zip(&data.labels)
-                .map(|((values, &width), label)| Representation::new(label, values, times.len(), width))
+                .map(|((values, &width), label)| {
+                    Representation::new(label, values, times.len(), width)
+                })
                 .collect::<Result<_, _>>()?;
             let reports = compare_panel(&reps, None, pairs, &compare_options)?;
             Ok(reports
@@ -323,7 +333,11 @@ fn location_result(point: usize, lat: f64, lon: f64, report: ControlledReport) -
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
     let (sum, count) = values.fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
-    if count == 0 { f64::NAN } else { sum / count as f64 }
+    if count == 0 {
+        f64::NAN
+    } else {
+        sum / count as f64
+    }
 }
 
 /// Means over the group's locations, and the bootstrap interval of the mean excess; None for no locations.
@@ -360,7 +374,10 @@ fn summarise(
                 })
                 .collect();
             let sorted = sorted_finite(draws);
-            [quantile_sorted(&sorted, 0.025), quantile_sorted(&sorted, 0.975)]
+            [
+                quantile_sorted(&sorted, 0.025),
+                quantile_sorted(&sorted, 0.975),
+            ]
         });
         let verdict = excess.map(|value| {
             if (knn && knn_unreliable) || !value.is_finite() {
@@ -404,7 +421,8 @@ mod tests {
     fn data() -> (LocalData, Vec<f64>, Vec<f64>) {
         let (times, points, width) = (60, 6, 3);
         let mut rng = stream_rng(1, 0);
-        let mut noise = |count: usize| -> Vec<f64> { (0..count).map(|_| standard_normal(&mut rng)).collect() };
+        let mut noise =
+            |count: usize| -> Vec<f64> { (0..count).map(|_| standard_normal(&mut rng)).collect() };
         let shared = noise(times * points * width);
         let own_x = noise(times * points * width);
         let own_y = noise(times * points * width);
@@ -417,7 +435,13 @@ mod tests {
                 })
                 .collect()
         };
-        let values = vec![mix(&own_x), mix(&own_y), noise(times * points * width), noise(times * points * width), noise(times * points * width)];
+        let values = vec![
+            mix(&own_x),
+            mix(&own_y),
+            noise(times * points * width),
+            noise(times * points * width),
+            noise(times * points * width),
+        ];
         let data = LocalData {
             values,
             widths: vec![width; 5],
@@ -426,7 +450,11 @@ mod tests {
             points,
         };
         // Points 0–2 in the tropics, 3–5 at 45°N.
-        (data, vec![0.0, 10.0, -10.0, 45.0, 45.0, 45.0], vec![0.0, 60.0, 120.0, 0.0, 90.0, 180.0])
+        (
+            data,
+            vec![0.0, 10.0, -10.0, 45.0, 45.0, 45.0],
+            vec![0.0, 60.0, 120.0, 0.0, 90.0, 180.0],
+        )
     }
 
     #[test]
@@ -456,15 +484,31 @@ mod tests {
                 assert!(l.metrics.cka_unbiased.abs() < 0.3, "{l:?}");
             }
         }
-        let summary = |group: LocalGroup| local.summaries.iter().find(|s| s.group == group).unwrap();
+        let summary =
+            |group: LocalGroup| local.summaries.iter().find(|s| s.group == group).unwrap();
         let tropics = &summary(LocalGroup::Tropics).metrics.cka_unbiased;
-        assert_eq!(tropics.verdict, Some(ExcessVerdict::AboveControls), "{tropics:?}");
+        assert_eq!(
+            tropics.verdict,
+            Some(ExcessVerdict::AboveControls),
+            "{tropics:?}"
+        );
         let north = &summary(LocalGroup::NhMid).metrics.cka_unbiased;
-        assert_eq!(north.verdict, Some(ExcessVerdict::NotAboveControls), "{north:?}");
+        assert_eq!(
+            north.verdict,
+            Some(ExcessVerdict::NotAboveControls),
+            "{north:?}"
+        );
         assert_eq!(summary(LocalGroup::Global).locations, 6);
-        assert!(local.summaries.iter().all(|s| s.group != LocalGroup::ShMid), "no SH mid-latitude point");
+        assert!(
+            local.summaries.iter().all(|s| s.group != LocalGroup::ShMid),
+            "no SH mid-latitude point"
+        );
         // The mean excess is the mean of the locations' excesses.
-        let by_hand = local.locations[..3].iter().map(|l| l.excess.as_ref().unwrap().cka_unbiased).sum::<f64>() / 3.0;
+        let by_hand = local.locations[..3]
+            .iter()
+            .map(|l| l.excess.as_ref().unwrap().cka_unbiased)
+            .sum::<f64>()
+            / 3.0;
         assert!((tropics.excess.unwrap() - by_hand).abs() < 1e-12);
     }
 
@@ -473,7 +517,13 @@ mod tests {
         let (data, lat, lon) = data();
         // 60 times: 30 in January 2020, 30 in July 2020 (6-hourly).
         let hours: Vec<f64> = (0..60)
-            .map(|t| if t < 30 { 438_288.0 + 6.0 * t as f64 } else { 438_288.0 + 182.0 * 24.0 + 6.0 * (t - 30) as f64 })
+            .map(|t| {
+                if t < 30 {
+                    438_288.0 + 6.0 * t as f64
+                } else {
+                    438_288.0 + 182.0 * 24.0 + 6.0 * (t - 30) as f64
+                }
+            })
             .collect();
         let pair = ControlledPair {
             x: 0,
@@ -488,11 +538,21 @@ mod tests {
         };
         let result = local_alignment(&data, &lat, &lon, Some(&hours), &[pair], &options).unwrap();
         assert!(result.seasons);
-        let winter = result.pairs[0].summaries.iter().find(|s| s.group == LocalGroup::WinterMid).unwrap();
+        let winter = result.pairs[0]
+            .summaries
+            .iter()
+            .find(|s| s.group == LocalGroup::WinterMid)
+            .unwrap();
         // Only NH mid-latitude points exist: winter = their 30 January times.
         assert_eq!((winter.locations, winter.times), (3, 30));
         // 30 < 5k = 50: the kNN metrics get no verdict, CKA does.
-        assert_eq!(winter.metrics.cknna.verdict, Some(ExcessVerdict::Undetermined));
-        assert_ne!(winter.metrics.cka_unbiased.verdict, Some(ExcessVerdict::Undetermined));
+        assert_eq!(
+            winter.metrics.cknna.verdict,
+            Some(ExcessVerdict::Undetermined)
+        );
+        assert_ne!(
+            winter.metrics.cka_unbiased.verdict,
+            Some(ExcessVerdict::Undetermined)
+        );
     }
 }

@@ -18,8 +18,14 @@ pub enum LocationError {
     #[error("{what}: no nodes to match against")]
     Empty { what: String },
     #[error("{what}: node_lat has {lat} values but node_lon has {lon}")]
-    Lengths { what: String, lat: usize, lon: usize },
-    #[error("{what}: coordinate {index} ({lat}, {lon}) is not a finite latitude in [-90, 90] and longitude")]
+    Lengths {
+        what: String,
+        lat: usize,
+        lon: usize,
+    },
+    #[error(
+        "{what}: coordinate {index} ({lat}, {lon}) is not a finite latitude in [-90, 90] and longitude"
+    )]
     BadCoordinate {
         what: String,
         index: usize,
@@ -86,10 +92,11 @@ impl NodeSet {
                 what: what.to_string(),
             });
         }
-        let tree = ImmutableKdTree::new_from_slice(&positions).map_err(|e| LocationError::Index {
-            what: what.to_string(),
-            message: format!("{e:?}"),
-        })?;
+        let tree =
+            ImmutableKdTree::new_from_slice(&positions).map_err(|e| LocationError::Index {
+                what: what.to_string(),
+                message: format!("{e:?}"),
+            })?;
         Ok(Self { positions, tree })
     }
 
@@ -168,9 +175,15 @@ pub struct MatchDistances {
 
 impl MatchDistances {
     pub fn of(distances: impl Iterator<Item = f64>) -> Self {
-        let (sum, max, count) = distances.fold((0.0, 0.0f64, 0usize), |(s, m, c), d| (s + d, m.max(d), c + 1));
+        let (sum, max, count) = distances.fold((0.0, 0.0f64, 0usize), |(s, m, c), d| {
+            (s + d, m.max(d), c + 1)
+        });
         Self {
-            mean_deg: if count == 0 { f64::NAN } else { sum / count as f64 },
+            mean_deg: if count == 0 {
+                f64::NAN
+            } else {
+                sum / count as f64
+            },
             max_deg: max,
         }
     }
@@ -212,10 +225,18 @@ mod tests {
             assert!(m.a.distance_deg < 1e-6);
             let (row, column) = (k / 36, k % 36);
             let expected_node = row * 36 + if column == 35 { 0 } else { column };
-            assert_eq!(m.b.node, expected_node, "point {k} at ({}, {})", m.lat, m.lon);
+            assert_eq!(
+                m.b.node, expected_node,
+                "point {k} at ({}, {})",
+                m.lat, m.lon
+            );
             let phi = m.lat.to_radians();
             let expected = 2.0 * (phi.cos() * 2.5f64.to_radians().sin()).asin();
-            assert!((m.b.distance_deg - expected.to_degrees()).abs() < 1e-9, "{}", m.b.distance_deg);
+            assert!(
+                (m.b.distance_deg - expected.to_degrees()).abs() < 1e-9,
+                "{}",
+                m.b.distance_deg
+            );
         }
         // Offset by half a cell in both directions (grid C at 10° multiples, its pole row left out): the
         // nearest node agrees with a brute-force search, and no point is farther than half a cell diagonal.
@@ -230,12 +251,26 @@ mod tests {
                 .iter()
                 .map(|&q| great_circle_distance(p, q))
                 .fold(f64::INFINITY, f64::min);
-            assert!((n.distance_deg - brute.to_degrees()).abs() < 1e-9, "point {k}");
+            assert!(
+                (n.distance_deg - brute.to_degrees()).abs() < 1e-9,
+                "point {k}"
+            );
             assert!((great_circle_distance(p, c_positions[n.node]) - brute).abs() < 1e-12);
-            assert!(n.distance_deg <= 7.08, "half the diagonal of a 10° cell at most");
+            assert!(
+                n.distance_deg <= 7.08,
+                "half the diagonal of a 10° cell at most"
+            );
         }
         let summary = MatchDistances::of(matched.iter().map(|m| m.b.distance_deg));
-        assert!((summary.max_deg - 2.0 * (5f64.to_radians().cos() * 2.5f64.to_radians().sin()).asin().to_degrees()).abs() < 1e-9);
+        assert!(
+            (summary.max_deg
+                - 2.0
+                    * (5f64.to_radians().cos() * 2.5f64.to_radians().sin())
+                        .asin()
+                        .to_degrees())
+            .abs()
+                < 1e-9
+        );
     }
 
     #[test]
@@ -248,6 +283,9 @@ mod tests {
             NodeSet::new("x", &[0.0], &[0.0, 1.0]),
             Err(LocationError::Lengths { .. })
         ));
-        assert!(matches!(NodeSet::new("x", &[], &[]), Err(LocationError::Empty { .. })));
+        assert!(matches!(
+            NodeSet::new("x", &[], &[]),
+            Err(LocationError::Empty { .. })
+        ));
     }
 }

@@ -244,22 +244,23 @@ impl RowChoice {
     /// All times × points, subsampled to `max_rows` (0 = no limit) with `seed`.
     pub fn new(times: usize, points: usize, max_rows: usize, seed: u64) -> Self {
         let total = times * points;
-        let (rows, subsample_seed): (Vec<(usize, usize)>, Option<u64>) = if max_rows > 0 && total > max_rows {
-            (
-                seeded_subsample(total, max_rows, seed)
-                    .into_iter()
-                    .map(|r| (r / points, r % points))
-                    .collect(),
-                Some(seed),
-            )
-        } else {
-            (
-                (0..times)
-                    .flat_map(|t| (0..points).map(move |p| (t, p)))
-                    .collect(),
-                None,
-            )
-        };
+        let (rows, subsample_seed): (Vec<(usize, usize)>, Option<u64>) =
+            if max_rows > 0 && total > max_rows {
+                (
+                    seeded_subsample(total, max_rows, seed)
+                        .into_iter()
+                        .map(|r| (r / points, r % points))
+                        .collect(),
+                    Some(seed),
+                )
+            } else {
+                (
+                    (0..times)
+                        .flat_map(|t| (0..points).map(move |p| (t, p)))
+                        .collect(),
+                    None,
+                )
+            };
         Self {
             used: rows.len(),
             rows,
@@ -306,10 +307,23 @@ mod tests {
     #[test]
     fn rows_pair_the_same_time_and_the_nearest_place() {
         let dir = tempfile::tempdir().unwrap();
-        let (pa, pb) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+        let (pa, pb) = (
+            dir.path().join("a.safetensors"),
+            dir.path().join("b.safetensors"),
+        );
         // A: 3 points, times 0, 6, 12. B: the same places in another order and slightly moved, times 12, 6, 18.
-        located(&pa, &[0.0, 45.0, -45.0], &[0.0, 90.0, 180.0], &[0.0, 6.0, 12.0]);
-        located(&pb, &[-45.5, 0.0, 45.0], &[180.0, 1.0, 90.0], &[12.0, 6.0, 18.0]);
+        located(
+            &pa,
+            &[0.0, 45.0, -45.0],
+            &[0.0, 90.0, 180.0],
+            &[0.0, 6.0, 12.0],
+        );
+        located(
+            &pb,
+            &[-45.5, 0.0, 45.0],
+            &[180.0, 1.0, 90.0],
+            &[12.0, 6.0, 18.0],
+        );
         let (a, b) = (Recording::open(&pa).unwrap(), Recording::open(&pb).unwrap());
         let (sa, sb) = (
             a.source("processor.0.resid_pre").unwrap(),
@@ -320,24 +334,49 @@ mod tests {
         let ma = Member::new(&a, sa, &common, "A").unwrap();
         let mb = Member::new(&b, sb, &common, "B").unwrap();
         assert_eq!(mb.samples, [1, 0]);
-        assert_eq!(mb.nodes.iter().map(|n| n.node).collect::<Vec<_>>(), [1, 2, 0]);
-        assert!((mb.nodes[0].distance_deg - 1.0).abs() < 1e-9, "1° of longitude on the equator");
+        assert_eq!(
+            mb.nodes.iter().map(|n| n.node).collect::<Vec<_>>(),
+            [1, 2, 0]
+        );
+        assert!(
+            (mb.nodes[0].distance_deg - 1.0).abs() < 1e-9,
+            "1° of longitude on the equator"
+        );
         assert!((mb.nodes[2].distance_deg - 0.5).abs() < 1e-9);
         let rows = RowChoice::new(2, 3, 0, 0);
-        let (xa, xb) = (ma.read(&a, &rows.rows).unwrap(), mb.read(&b, &rows.rows).unwrap());
+        let (xa, xb) = (
+            ma.read(&a, &rows.rows).unwrap(),
+            mb.read(&b, &rows.rows).unwrap(),
+        );
         for r in 0..rows.used {
             assert_eq!(xa[3 * r], xb[3 * r], "same time in row {r}");
-            assert!((xa[3 * r + 1] - xb[3 * r + 1]).abs() <= 0.5, "same place in row {r}");
+            assert!(
+                (xa[3 * r + 1] - xb[3 * r + 1]).abs() <= 0.5,
+                "same place in row {r}"
+            );
         }
         // A region keeps points by latitude; a subsample is seeded and reported.
-        let north = Common::of(&a, &a.source("processor.0.resid_pre").unwrap(), &b, None, Some(Region::NhMid)).unwrap();
+        let north = Common::of(
+            &a,
+            &a.source("processor.0.resid_pre").unwrap(),
+            &b,
+            None,
+            Some(Region::NhMid),
+        )
+        .unwrap();
         assert_eq!(north.lat, [45.0]);
         let sub = RowChoice::new(100, 1000, 20_000, 3);
-        assert_eq!((sub.total, sub.used, sub.subsample_seed), (100_000, 20_000, Some(3)));
+        assert_eq!(
+            (sub.total, sub.used, sub.subsample_seed),
+            (100_000, 20_000, Some(3))
+        );
         assert_eq!(sub.rows, RowChoice::new(100, 1000, 20_000, 3).rows);
         // --sample picks A's sample by its time.
         let one = common.clone().with_sample_of_a(&a, 2).unwrap();
         assert_eq!(one.times, [TimeKey::Hours(12.0)]);
-        assert!(common.with_sample_of_a(&a, 0).is_err(), "time 0 is not in B");
+        assert!(
+            common.with_sample_of_a(&a, 0).is_err(),
+            "time 0 is not in B"
+        );
     }
 }

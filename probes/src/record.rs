@@ -214,7 +214,8 @@ impl ProbeRecorder {
                 reason: "this recording was created without an inputs tensor".into(),
             });
         };
-        if values.len() != batch * self.nodes * channels || self.cursor.get() + batch > self.samples {
+        if values.len() != batch * self.nodes * channels || self.cursor.get() + batch > self.samples
+        {
             return Err(RecordError::Invalid {
                 path: self.target(),
                 reason: format!(

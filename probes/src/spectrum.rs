@@ -174,7 +174,11 @@ impl NodeSpectrum {
     ///
     /// fields: [nodes, channels] row-major, nodes in the recorded order -> E: [truncation + 1]
     pub fn power(&self, fields: &[f64], channels: usize) -> Result<Vec<f64>, SpectrumError> {
-        assert_eq!(fields.len(), self.nodes * channels, "fields must be [nodes, channels]");
+        assert_eq!(
+            fields.len(),
+            self.nodes * channels,
+            "fields must be [nodes, channels]"
+        );
         let reordered = |order: &[usize]| -> Vec<f64> {
             order
                 .iter()
@@ -283,11 +287,9 @@ fn grid_order(lat: &[f64], lon: &[f64]) -> Option<(LatLonGrid, Vec<usize>)> {
         }
         *slot = n;
     }
-    let grid = LatLonGrid::from_coordinates(
-        lats.iter().map(|&l| l as f64 / 1e7).collect(),
-        lon_values,
-    )
-    .ok()?;
+    let grid =
+        LatLonGrid::from_coordinates(lats.iter().map(|&l| l as f64 / 1e7).collect(), lon_values)
+            .ok()?;
     Some((grid, order))
 }
 
@@ -306,7 +308,9 @@ fn check_cover(lat: &[f64], lon: &[f64]) -> Result<(), SpectrumError> {
         .iter()
         .map(|n| n.distance_deg)
         .fold(0.0, f64::max);
-    let spacing_deg = (4.0 * std::f64::consts::PI / lat.len() as f64).sqrt().to_degrees();
+    let spacing_deg = (4.0 * std::f64::consts::PI / lat.len() as f64)
+        .sqrt()
+        .to_degrees();
     if gap_deg > MAX_GAP_SPACINGS * spacing_deg {
         return Err(SpectrumError::PartialCover {
             nodes: lat.len(),
@@ -561,8 +565,14 @@ mod tests {
     fn harmonics() -> Vec<(usize, Box<dyn Fn(f64, f64) -> f64>)> {
         vec![
             (1, Box::new(|lat: f64, _| lat.sin())),
-            (2, Box::new(|lat: f64, lon: f64| lat.cos() * lat.sin() * lon.cos())),
-            (3, Box::new(|lat: f64, lon: f64| lat.cos().powi(3) * (3.0 * lon).cos())),
+            (
+                2,
+                Box::new(|lat: f64, lon: f64| lat.cos() * lat.sin() * lon.cos()),
+            ),
+            (
+                3,
+                Box::new(|lat: f64, lon: f64| lat.cos().powi(3) * (3.0 * lon).cos()),
+            ),
             (
                 5,
                 Box::new(|lat: f64, _| {
@@ -609,7 +619,10 @@ mod tests {
         for (l, f) in harmonics() {
             let (c, spectrum) = centroid_at(&lat, &lon, &f);
             assert_eq!(spectrum.method(), SpectrumMethod::Mesh { level: 4 });
-            assert!((c - l as f64).abs() < 0.03 * l as f64 + 0.05, "l = {l}: centroid {c}");
+            assert!(
+                (c - l as f64).abs() < 0.03 * l as f64 + 0.05,
+                "l = {l}: centroid {c}"
+            );
         }
     }
 
@@ -617,7 +630,8 @@ mod tests {
     fn a_harmonic_on_a_shuffled_lat_lon_grid_has_its_degree_as_centroid() {
         // WeatherBench's 5.625° grid (32 x 64, rows at ±87.1875), points in a shuffled order, longitudes in
         // -180..180: the grid fit recovers band-limited fields exactly.
-        let grid = LatLonGrid::equiangular(32, 64, PoleRows::Excluded, LatitudeOrder::Ascending).unwrap();
+        let grid =
+            LatLonGrid::equiangular(32, 64, PoleRows::Excluded, LatitudeOrder::Ascending).unwrap();
         let order = shuffled(grid.num_points(), 5);
         let lat: Vec<f64> = order.iter().map(|&p| grid.lat_lon(p).0).collect();
         let lon: Vec<f64> = order
@@ -629,7 +643,13 @@ mod tests {
             .collect();
         for (l, f) in harmonics() {
             let (c, spectrum) = centroid_at(&lat, &lon, &f);
-            assert_eq!(spectrum.method(), SpectrumMethod::Grid { n_lat: 32, n_lon: 64 });
+            assert_eq!(
+                spectrum.method(),
+                SpectrumMethod::Grid {
+                    n_lat: 32,
+                    n_lon: 64
+                }
+            );
             assert_eq!(spectrum.truncation(), 31);
             assert!((c - l as f64).abs() < 1e-9, "l = {l}: centroid {c}");
         }
@@ -642,7 +662,11 @@ mod tests {
         let n = 1000;
         let golden = std::f64::consts::PI * (3.0 - 5f64.sqrt());
         let lat: Vec<f64> = (0..n)
-            .map(|k| (1.0 - 2.0 * (k as f64 + 0.5) / n as f64).asin().to_degrees())
+            .map(|k| {
+                (1.0 - 2.0 * (k as f64 + 0.5) / n as f64)
+                    .asin()
+                    .to_degrees()
+            })
             .collect();
         let lon: Vec<f64> = (0..n)
             .map(|k| (golden * k as f64).to_degrees().rem_euclid(360.0))
@@ -669,15 +693,22 @@ mod tests {
     #[test]
     fn node_sets_that_do_not_cover_the_sphere_are_refused() {
         // The tropics of a 5.625° grid.
-        let grid = LatLonGrid::equiangular(32, 64, PoleRows::Excluded, LatitudeOrder::Ascending).unwrap();
+        let grid =
+            LatLonGrid::equiangular(32, 64, PoleRows::Excluded, LatitudeOrder::Ascending).unwrap();
         let (lat, lon): (Vec<f64>, Vec<f64>) = (0..grid.num_points())
             .map(|p| grid.lat_lon(p))
             .filter(|(lat, _)| lat.abs() < 20.0)
             .unzip();
         let err = NodeSpectrum::new(&lat, &lon).err().unwrap().to_string();
         assert!(err.contains("do not cover the sphere"), "{err}");
-        assert!(matches!(NodeSpectrum::new(&[], &[]), Err(SpectrumError::NoPositions)));
-        let err = NodeSpectrum::new(&[0.0, 95.0], &[0.0, 0.0]).err().unwrap().to_string();
+        assert!(matches!(
+            NodeSpectrum::new(&[], &[]),
+            Err(SpectrumError::NoPositions)
+        ));
+        let err = NodeSpectrum::new(&[0.0, 95.0], &[0.0, 0.0])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("node positions"), "{err}");
     }
 

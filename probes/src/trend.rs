@@ -85,7 +85,10 @@ pub fn trend(values: &[f64], seed: u64) -> Trend {
     let p_value = rank_trend_p_value(values, seed);
     let [low, high] = SIZE_BAND;
     let (direction, reason) = if !rho.is_finite() {
-        (Direction::NoTrend, "the value is the same at every layer".to_string())
+        (
+            Direction::NoTrend,
+            "the value is the same at every layer".to_string(),
+        )
     } else if !last_over_first.is_finite() {
         return Trend {
             rho,
@@ -102,12 +105,16 @@ pub fn trend(values: &[f64], seed: u64) -> Trend {
     } else if rho < 0.0 && last_over_first < low {
         (
             Direction::Falls,
-            format!("significant (p = {p_value:.3}) and large (last / first = {last_over_first:.3} < {low})"),
+            format!(
+                "significant (p = {p_value:.3}) and large (last / first = {last_over_first:.3} < {low})"
+            ),
         )
     } else if rho > 0.0 && last_over_first > high {
         (
             Direction::Rises,
-            format!("significant (p = {p_value:.3}) and large (last / first = {last_over_first:.3} > {high})"),
+            format!(
+                "significant (p = {p_value:.3}) and large (last / first = {last_over_first:.3} > {high})"
+            ),
         )
     } else if (low..=high).contains(&last_over_first) {
         (
@@ -156,12 +163,24 @@ mod tests {
         let three = trend(&[3.0, 2.0, 1.0], 0);
         assert_eq!(three.direction, Direction::Undetermined);
         assert!(three.reason.contains("2/3! = 0.333"), "{}", three.reason);
-        assert_eq!(trend(&[4.0, 3.0, 2.0, 1.0], 0).direction, Direction::Undetermined);
+        assert_eq!(
+            trend(&[4.0, 3.0, 2.0, 1.0], 0).direction,
+            Direction::Undetermined
+        );
         // Not significant: (1, 3, 2, 5, 4) has ρ = 0.8, p = 0.133.
-        assert_eq!(trend(&[1.0, 3.0, 2.0, 5.0, 4.0], 0).direction, Direction::NoTrend);
+        assert_eq!(
+            trend(&[1.0, 3.0, 2.0, 5.0, 4.0], 0).direction,
+            Direction::NoTrend
+        );
         assert_eq!(trend(&[1.0, 2.0], 0).direction, Direction::Undetermined);
-        assert_eq!(trend(&[0.0, 1.0, 2.0, 3.0, 4.0], 0).direction, Direction::Undetermined);
-        assert_eq!(trend(&[1.0, f64::NAN, 2.0], 0).direction, Direction::Undetermined);
+        assert_eq!(
+            trend(&[0.0, 1.0, 2.0, 3.0, 4.0], 0).direction,
+            Direction::Undetermined
+        );
+        assert_eq!(
+            trend(&[1.0, f64::NAN, 2.0], 0).direction,
+            Direction::Undetermined
+        );
         let flat = trend(&[2.0, 2.0, 2.0, 2.0], 0);
         assert_eq!(flat.direction, Direction::NoTrend);
     }

@@ -199,12 +199,16 @@ pub fn velocity_profile<'a, T: Copy + Into<f64> + Sync>(
 /// norms: [layers][rows].
 fn size_verdict(norms: &[Vec<f64>], means: &[f64], seed: u64) -> (Trend, Vec<String>) {
     let spread = |values: &mut dyn Iterator<Item = f64>| {
-        values.fold((f64::INFINITY, 0.0f64), |(low, high), v| (low.min(v), high.max(v)))
+        values.fold((f64::INFINITY, 0.0f64), |(low, high), v| {
+            (low.min(v), high.max(v))
+        })
     };
     let (low, high) = spread(&mut norms.iter().flatten().copied());
     if high == 0.0 {
         return (
-            Trend::undetermined("every increment is zero (|v_i| = 0 at every row and layer): nothing moves"),
+            Trend::undetermined(
+                "every increment is zero (|v_i| = 0 at every row and layer): nothing moves",
+            ),
             Vec::new(),
         );
     }
@@ -480,7 +484,8 @@ mod tests {
             .map(|_| {
                 let v: Vec<f64> = (0..rows)
                     .flat_map(|_| {
-                        let raw: Vec<f64> = (0..latent).map(|_| rng.random_range(-1.0..1.0)).collect();
+                        let raw: Vec<f64> =
+                            (0..latent).map(|_| rng.random_range(-1.0..1.0)).collect();
                         let n = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
                         raw.into_iter().map(move |x| 2.0 * x / n)
                     })
@@ -490,14 +495,28 @@ mod tests {
             .collect();
         let result = profile(&layers, rows, latent);
         assert_eq!(result.trend.direction, Direction::Undetermined);
-        assert!(result.trend.reason.contains("same norm"), "{}", result.trend.reason);
-        let zeros: Vec<(Vec<f64>, Vec<f64>)> = (0..3).map(|_| (vec![1.0; 8], vec![0.0; 8])).collect();
+        assert!(
+            result.trend.reason.contains("same norm"),
+            "{}",
+            result.trend.reason
+        );
+        let zeros: Vec<(Vec<f64>, Vec<f64>)> =
+            (0..3).map(|_| (vec![1.0; 8], vec![0.0; 8])).collect();
         let result = profile(&zeros, 4, 2);
         assert_eq!(result.trend.direction, Direction::Undetermined);
-        assert!(result.trend.reason.contains("zero"), "{}", result.trend.reason);
+        assert!(
+            result.trend.reason.contains("zero"),
+            "{}",
+            result.trend.reason
+        );
         // Each layer's norm fixed (2, 1.99, 1.98, ...): significant rank decay, but 1 % in all: no verdict of decay.
         let fixed: Vec<(Vec<f64>, Vec<f64>)> = (0..6)
-            .map(|i| (vec![1.0; 8], vec![2.0 - 0.004 * i as f64, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]))
+            .map(|i| {
+                (
+                    vec![1.0; 8],
+                    vec![2.0 - 0.004 * i as f64, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                )
+            })
             .map(|(x, mut v)| {
                 v[2] = v[0];
                 v[4] = v[0];
@@ -506,8 +525,17 @@ mod tests {
             })
             .collect();
         let result = profile(&fixed, 4, 2);
-        assert_eq!(result.trend.direction, Direction::NoTrend, "{}", result.trend.reason);
-        assert!(result.trend.reason.contains("too small"), "{}", result.trend.reason);
+        assert_eq!(
+            result.trend.direction,
+            Direction::NoTrend,
+            "{}",
+            result.trend.reason
+        );
+        assert!(
+            result.trend.reason.contains("too small"),
+            "{}",
+            result.trend.reason
+        );
         assert_eq!(result.notes.len(), 1, "each layer's norm is fixed");
     }
 

@@ -172,7 +172,10 @@ pub fn run(args: CompareArgs) -> Result<()> {
             max_rows: args.max_rows,
         };
         if args.per_location {
-            let out = args.out.clone().unwrap_or_else(|| default_out(&args.a, &args.b));
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| default_out(&args.a, &args.b));
             let result = compare_per_location(&inputs, &selection, args.seasons, &options, &out)?;
             tracing::info!("wrote {}", out.display());
             return if args.json {
@@ -193,7 +196,11 @@ pub fn run(args: CompareArgs) -> Result<()> {
             Ok(())
         };
     }
-    if args.per_location || args.untrained_a.is_some() || args.untrained_b.is_some() || args.points.is_some() {
+    if args.per_location
+        || args.untrained_a.is_some()
+        || args.untrained_b.is_some()
+        || args.points.is_some()
+    {
         bail!(
             "--per-location, --untrained-a/-b and --points need recordings (a recording folder, or a safetensors \
              file with node_lat and node_lon: docs/recording.md)"

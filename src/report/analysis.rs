@@ -37,7 +37,10 @@ fn write_stage(
     suffix: &str,
 ) -> Result<(), ReportError> {
     let velocity = &stage.velocity;
-    write_csv(&out_dir.join(format!("velocity{suffix}.csv")), &velocity.layers)?;
+    write_csv(
+        &out_dir.join(format!("velocity{suffix}.csv")),
+        &velocity.layers,
+    )?;
     let series = |pick: fn(&weatherlens_probes::velocity::VelocityRow) -> f64| -> Vec<(f64, f64)> {
         velocity
             .layers
@@ -97,7 +100,10 @@ fn write_stage(
             line_plot(
                 &out_dir.join(format!("centroid{suffix}")),
                 &LinePlot {
-                    title: &format!("{}{title_stage}: spectral centroid by depth", analysis.model),
+                    title: &format!(
+                        "{}{title_stage}: spectral centroid by depth",
+                        analysis.model
+                    ),
                     x_label: "layer i",
                     y_label: "mean total wavenumber",
                     integer_x: true,

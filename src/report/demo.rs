@@ -68,7 +68,8 @@ pub fn demo_markdown(r: &DemoReport) -> String {
             d.decay_rho,
             d.decay_ci
                 .map_or(String::new(), |[lo, hi]| format!(" [{lo:.2}, {hi:.2}]")),
-            d.last_over_first.map_or("n/a".into(), |r| format!("{r:.2}")),
+            d.last_over_first
+                .map_or("n/a".into(), |r| format!("{r:.2}")),
             velocity_words(d.verdict),
             d.centroid_trend_v
                 .map_or("n/a".into(), |t| format!("{t:.2}"))
@@ -101,7 +102,11 @@ pub fn demo_markdown(r: &DemoReport) -> String {
     }
     if let Some(local) = &study_report.local_alignment {
         for pair in &local.pairs {
-            if let Some(s) = pair.summaries.iter().find(|s| s.group == LocalGroup::Global) {
+            if let Some(s) = pair
+                .summaries
+                .iter()
+                .find(|s| s.group == LocalGroup::Global)
+            {
                 let m = &s.metrics.cknna;
                 let _ = writeln!(
                     md,

@@ -119,7 +119,10 @@ pub struct PointMap<'a> {
 /// Writes `stem`.png and `stem`.svg: every point a dot coloured by its value on a longitude × latitude frame
 /// (equirectangular, −180..180 × −90..90; non-finite values grey), with a colour bar.
 pub fn point_map(stem: &Path, map: &PointMap) -> Result<PlotFiles, PlotError> {
-    if map.lat.len() != map.values.len() || map.lon.len() != map.values.len() || map.values.is_empty() {
+    if map.lat.len() != map.values.len()
+        || map.lon.len() != map.values.len()
+        || map.values.is_empty()
+    {
         return Err(PlotError::HeatMapShape {
             title: map.title.to_owned(),
             values: map.values.len(),
@@ -172,21 +175,27 @@ impl Figure for MapFigure<'_> {
             .map_err(|error| error.to_string())?;
         let (width, height) = chart.plotting_area().dim_in_pixel();
         // Dots about the size of a node's share of the frame.
-        let per_point = (f64::from(width) * f64::from(height) / self.map.values.len() as f64).sqrt();
+        let per_point =
+            (f64::from(width) * f64::from(height) / self.map.values.len() as f64).sqrt();
         let radius = (0.45 * per_point).clamp(1.5, 12.0) as i32;
         let (low, high) = self.range;
         chart
-            .draw_series(self.map.lat.iter().zip(self.map.lon).zip(self.map.values).map(
-                |((&lat, &lon), &value)| {
-                    let lon = (lon + 180.0).rem_euclid(360.0) - 180.0;
-                    let colour = if value.is_finite() {
-                        viridis((value - low) / (high - low))
-                    } else {
-                        RGBColor(190, 190, 190)
-                    };
-                    Circle::new((lon, lat), radius, colour.filled())
-                },
-            ))
+            .draw_series(
+                self.map
+                    .lat
+                    .iter()
+                    .zip(self.map.lon)
+                    .zip(self.map.values)
+                    .map(|((&lat, &lon), &value)| {
+                        let lon = (lon + 180.0).rem_euclid(360.0) - 180.0;
+                        let colour = if value.is_finite() {
+                            viridis((value - low) / (high - low))
+                        } else {
+                            RGBColor(190, 190, 190)
+                        };
+                        Circle::new((lon, lat), radius, colour.filled())
+                    }),
+            )
             .map_err(|error| error.to_string())?;
         draw_colour_bar(&bar_area, self.range)
     }
@@ -713,17 +722,19 @@ mod tests {
         .unwrap();
         let svg = assert_figure(&files);
         assert!(svg.contains("CKNNA by location"));
-        assert!(point_map(
-            &dir.path().join("bad"),
-            &PointMap {
-                title: "x",
-                lat: &[0.0],
-                lon: &[0.0, 1.0],
-                values: &[0.0],
-                value_range: None,
-            }
-        )
-        .is_err());
+        assert!(
+            point_map(
+                &dir.path().join("bad"),
+                &PointMap {
+                    title: "x",
+                    lat: &[0.0],
+                    lon: &[0.0, 1.0],
+                    values: &[0.0],
+                    value_range: None,
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]

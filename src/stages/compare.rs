@@ -16,7 +16,9 @@ use weatherlens_probes::alignment::{
     CompareOptions, ControlledPair, ControlledReport, Representation, compare_panel,
 };
 use weatherlens_probes::inputs::Region;
-use weatherlens_probes::local_alignment::{LocalAlignment, LocalData, LocalOptions, local_alignment};
+use weatherlens_probes::local_alignment::{
+    LocalAlignment, LocalData, LocalOptions, local_alignment,
+};
 use weatherlens_probes::locations::MatchDistances;
 use weatherlens_probes::pairing::{Common, Member, RowChoice, TimeKey};
 use weatherlens_probes::recording::{Recording, Source};
@@ -156,14 +158,26 @@ fn side(
     let untrained = match untrained {
         Some(path) => {
             let control = Recording::open(path)?;
-            let control_source = control.source(&source.name).or_else(|_| source_of(&control, None))?;
-            let member = Member::new(&control, control_source, common, format!("{label} untrained"))?;
+            let control_source = control
+                .source(&source.name)
+                .or_else(|_| source_of(&control, None))?;
+            let member = Member::new(
+                &control,
+                control_source,
+                common,
+                format!("{label} untrained"),
+            )?;
             Some((control, member))
         }
         None => None,
     };
     let inputs = match recording.inputs() {
-        Some(source) => Some(Member::new(&recording, source, common, format!("{label} inputs"))?),
+        Some(source) => Some(Member::new(
+            &recording,
+            source,
+            common,
+            format!("{label} inputs"),
+        )?),
         None => None,
     };
     Ok(SideMembers {
@@ -175,11 +189,20 @@ fn side(
 }
 
 /// The common times and points of A and B after the selection.
-fn common(inputs: &CompareInputs, selection: &RowSelection) -> Result<(Common, Recording), StageError> {
+fn common(
+    inputs: &CompareInputs,
+    selection: &RowSelection,
+) -> Result<(Common, Recording), StageError> {
     let a = Recording::open(&inputs.a)?;
     let b = Recording::open(&inputs.b)?;
     let source_a = source_of(&a, inputs.tensor_a.as_deref())?;
-    let mut common = Common::of(&a, &source_a, &b, selection.points.clone(), selection.region)?;
+    let mut common = Common::of(
+        &a,
+        &source_a,
+        &b,
+        selection.points.clone(),
+        selection.region,
+    )?;
     if let Some(node) = selection.node {
         common = common.with_point(node)?;
     }
@@ -196,8 +219,16 @@ fn panel(
     read: impl Fn(&Recording, &Member) -> Result<Vec<f64>, StageError>,
 ) -> Result<(Vec<(Vec<f64>, usize, String)>, ControlledPair), StageError> {
     let mut data = vec![
-        (read(&a.recording, &a.member)?, a.member.width(), a.member.label.clone()),
-        (read(&b.recording, &b.member)?, b.member.width(), b.member.label.clone()),
+        (
+            read(&a.recording, &a.member)?,
+            a.member.width(),
+            a.member.label.clone(),
+        ),
+        (
+            read(&b.recording, &b.member)?,
+            b.member.width(),
+            b.member.label.clone(),
+        ),
     ];
     let mut pair = ControlledPair {
         x: 0,
@@ -247,17 +278,42 @@ pub fn compare_recordings(
         ));
     }
     let (common, _) = common(inputs, selection)?;
-    let a = side(&inputs.a, inputs.tensor_a.as_deref(), inputs.untrained_a.as_deref(), &common, "A")?;
-    let b = side(&inputs.b, inputs.tensor_b.as_deref(), inputs.untrained_b.as_deref(), &common, "B")?;
-    let rows = RowChoice::new(common.times.len(), common.lat.len(), selection.max_rows, options.seed);
-    let (data, pair) = panel(&a, &b, |recording, member| Ok(member.read(recording, &rows.rows)?))?;
+    let a = side(
+        &inputs.a,
+        inputs.tensor_a.as_deref(),
+        inputs.untrained_a.as_deref(),
+        &common,
+        "A",
+    )?;
+    let b = side(
+        &inputs.b,
+        inputs.tensor_b.as_deref(),
+        inputs.untrained_b.as_deref(),
+        &common,
+        "B",
+    )?;
+    let rows = RowChoice::new(
+        common.times.len(),
+        common.lat.len(),
+        selection.max_rows,
+        options.seed,
+    );
+    let (data, pair) = panel(&a, &b, |recording, member| {
+        Ok(member.read(recording, &rows.rows)?)
+    })?;
     let reps: Vec<Representation> = data
         .iter()
         .map(|(values, width, label)| Representation::new(label, values, rows.used, *width))
         .collect::<Result<_, _>>()?;
     let groups = rows.time_groups();
     let grouped = common.times.len() >= 5;
-    let mut report = compare_panel(&reps, grouped.then_some(groups.as_slice()), &[pair], options)?.remove(0);
+    let mut report = compare_panel(
+        &reps,
+        grouped.then_some(groups.as_slice()),
+        &[pair],
+        options,
+    )?
+    .remove(0);
     for warning in a.recording.warnings().iter().chain(b.recording.warnings()) {
         report.warnings.push(warning.clone());
     }
@@ -297,9 +353,22 @@ pub fn compare_per_location(
             "--seasons needs sample times in both recordings (sample_time, or probes.json's sample_times)".into(),
         ));
     }
-    let a = side(&inputs.a, inputs.tensor_a.as_deref(), inputs.untrained_a.as_deref(), &common, "A")?;
-    let b = side(&inputs.b, inputs.tensor_b.as_deref(), inputs.untrained_b.as_deref(), &common, "B")?;
-    let mut listed: Vec<(&Recording, &Member)> = vec![(&a.recording, &a.member), (&b.recording, &b.member)];
+    let a = side(
+        &inputs.a,
+        inputs.tensor_a.as_deref(),
+        inputs.untrained_a.as_deref(),
+        &common,
+        "A",
+    )?;
+    let b = side(
+        &inputs.b,
+        inputs.tensor_b.as_deref(),
+        inputs.untrained_b.as_deref(),
+        &common,
+        "B",
+    )?;
+    let mut listed: Vec<(&Recording, &Member)> =
+        vec![(&a.recording, &a.member), (&b.recording, &b.member)];
     let mut pair = ControlledPair {
         x: 0,
         y: 1,
@@ -370,11 +439,19 @@ pub fn read_points(path: &Path) -> Result<(Vec<f64>, Vec<f64>), StageError> {
                 .get(at)
                 .and_then(|c| c.parse::<f64>().ok())
                 .filter(|v| v.is_finite())
-                .ok_or_else(|| bad(format!("line {}: `{line}` has no number in column {at}", k + 2)))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "line {}: `{line}` has no number in column {at}",
+                        k + 2
+                    ))
+                })
         };
         let (la, lo) = (value(lat_at)?, value(lon_at)?);
         if la.abs() > 90.0 {
-            return Err(bad(format!("line {}: latitude {la} is outside [-90, 90]", k + 2)));
+            return Err(bad(format!(
+                "line {}: latitude {la} is outside [-90, 90]",
+                k + 2
+            )));
         }
         lat.push(la);
         lon.push(lo);

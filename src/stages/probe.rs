@@ -151,8 +151,10 @@ fn record(
         .map_err(|e| StageError::Invalid(e.to_string()))?;
     let device = emulator.device();
     let nearest_index: Vec<i64> = nearest.iter().map(|n| n.node as i64).collect();
-    let nearest_index =
-        Tensor::<1, Int>::from_data(TensorData::new(nearest_index, [node_indices.len()]), &device);
+    let nearest_index = Tensor::<1, Int>::from_data(
+        TensorData::new(nearest_index, [node_indices.len()]),
+        &device,
+    );
     let input_channels = 2 * emulator.channels();
     let recorder = ProbeRecorder::create_with_inputs(
         out_dir,

@@ -161,7 +161,12 @@ pub fn compare_panel(
     let kept_units = subsample_units(units, n, groups.is_some(), options)?;
     let used: std::collections::BTreeSet<usize> = pairs
         .iter()
-        .flat_map(|p| p.comparisons().into_iter().flatten().flat_map(|(a, b)| [a, b]))
+        .flat_map(|p| {
+            p.comparisons()
+                .into_iter()
+                .flatten()
+                .flat_map(|(a, b)| [a, b])
+        })
         .collect();
     if let Some(&bad) = used.iter().find(|&&i| i >= reps.len()) {
         return Err(AlignmentError::InvalidOption {
@@ -171,7 +176,9 @@ pub fn compare_panel(
         });
     }
     let depth = match kept_units {
-        Some(_) => ((2.0 * k as f64 / options.ci_subsample_fraction).ceil() as usize + 8).min(n - 1),
+        Some(_) => {
+            ((2.0 * k as f64 / options.ci_subsample_fraction).ceil() as usize + 8).min(n - 1)
+        }
         None => k,
     };
     let mut prepared: Vec<Option<Prepared>> = (0..reps.len()).map(|_| None).collect();
@@ -254,7 +261,8 @@ pub fn compare_panel(
                     .par_iter()
                     .map(|p| {
                         p.as_ref().map(|p| {
-                            let neighbours = p.ranked.within_subsample(k, &rows, &p.data, p.features);
+                            let neighbours =
+                                p.ranked.within_subsample(k, &rows, &p.data, p.features);
                             Side::new(
                                 &select_rows(&p.data, p.features, &rows),
                                 rows.len(),
@@ -341,7 +349,11 @@ fn subsample_units(
         return Ok(None);
     }
     let kept = (fraction * units as f64).round() as usize;
-    let kept_rows = if grouped { (fraction * rows as f64).round() as usize } else { kept };
+    let kept_rows = if grouped {
+        (fraction * rows as f64).round() as usize
+    } else {
+        kept
+    };
     if kept == 0 || kept >= units || kept_rows < 4 || kept_rows <= options.k {
         return Err(AlignmentError::InvalidOption {
             option: "ci_subsample_fraction",
@@ -397,7 +409,12 @@ fn warnings(n: usize, k: usize, quad: &Quadruple) -> Vec<String> {
             MIN_ROWS_PER_NEIGHBOUR * k
         ));
     }
-    let names = ["X–Y", "untrained control", "input baseline of X", "input baseline of Y"];
+    let names = [
+        "X–Y",
+        "untrained control",
+        "input baseline of X",
+        "input baseline of Y",
+    ];
     for (metrics, name) in quad.iter().zip(names) {
         if let Some(m) = metrics
             && m.cknna.is_finite()
@@ -432,7 +449,9 @@ fn excess(
         if let Some(&undefined) = controls.iter().find(|(v, _)| !v.is_finite()) {
             return Some(undefined);
         }
-        controls.into_iter().reduce(|a, b| if b.0 > a.0 { b } else { a })
+        controls
+            .into_iter()
+            .reduce(|a, b| if b.0 > a.0 { b } else { a })
     };
     let (control, largest) = largest_of(quad).unwrap_or((f64::NAN, "none"));
     let value = quad[0].as_ref().map_or(f64::NAN, |m| metric.of(m)) - control;

@@ -664,7 +664,13 @@ fn random_network(inputs: &[f64], channels: usize, width: usize, seed: u64) -> V
         .chunks(channels)
         .flat_map(|row| {
             let h: Vec<f64> = (0..hidden)
-                .map(|j| (b[j] + (0..channels).map(|c| row[c] * w1[c * hidden + j]).sum::<f64>()).tanh())
+                .map(|j| {
+                    (b[j]
+                        + (0..channels)
+                            .map(|c| row[c] * w1[c * hidden + j])
+                            .sum::<f64>())
+                    .tanh()
+                })
                 .collect();
             (0..width)
                 .map(|o| (0..hidden).map(|j| h[j] * w2[j * width + o]).sum::<f64>())
@@ -705,9 +711,14 @@ fn two_random_init_networks_on_the_same_inputs_are_not_above_their_controls() {
         inputs_x: Some(2),
         inputs_y: Some(2),
     };
-    let report = compare_panel(&reps, None, &[pair], &options).unwrap().remove(0);
+    let report = compare_panel(&reps, None, &[pair], &options)
+        .unwrap()
+        .remove(0);
     let null = report.alignment.null.unwrap();
-    assert!(report.alignment.metrics.cknna > null.cknna.p95, "far above the null");
+    assert!(
+        report.alignment.metrics.cknna > null.cknna.p95,
+        "far above the null"
+    );
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     let excess = report.excess.unwrap();
     for e in metric_values(&excess) {
@@ -729,7 +740,9 @@ fn two_random_init_networks_on_the_same_inputs_are_not_above_their_controls() {
         untrained: Some((3, 4)),
         ..pair
     };
-    let report = compare_panel(&reps, None, &[pair], &options).unwrap().remove(0);
+    let report = compare_panel(&reps, None, &[pair], &options)
+        .unwrap()
+        .remove(0);
     for e in metric_values(report.excess.as_ref().unwrap()) {
         assert_eq!(e.verdict, ExcessVerdict::NotAboveControls, "{e:?}");
     }
@@ -760,9 +773,16 @@ fn a_latent_that_is_a_linear_map_of_the_inputs_is_explained_by_the_input_baselin
         ci_draws: 10,
         ..CompareOptions::default()
     };
-    let report = compare_panel(&reps, None, &[pair], &options).unwrap().remove(0);
+    let report = compare_panel(&reps, None, &[pair], &options)
+        .unwrap()
+        .remove(0);
     let input_x = report.controls.input_x.unwrap();
-    for value in [input_x.cka_biased, input_x.cka_unbiased, input_x.cknna, input_x.mutual_knn] {
+    for value in [
+        input_x.cka_biased,
+        input_x.cka_unbiased,
+        input_x.cknna,
+        input_x.mutual_knn,
+    ] {
         assert!((value - 1.0).abs() < 1e-9, "{value}");
     }
     for e in metric_values(report.excess.as_ref().unwrap()) {
@@ -782,8 +802,16 @@ fn a_shared_signal_beyond_the_inputs_is_above_controls_and_small_samples_get_no_
     let shared = gaussian(rows * 4, &mut rng);
     let noise_x = gaussian(rows * 4, &mut rng);
     let noise_y = gaussian(rows * 4, &mut rng);
-    let x: Vec<f64> = shared.iter().zip(&noise_x).map(|(s, e)| s + 0.3 * e).collect();
-    let y: Vec<f64> = shared.iter().zip(&noise_y).map(|(s, e)| s + 0.3 * e).collect();
+    let x: Vec<f64> = shared
+        .iter()
+        .zip(&noise_x)
+        .map(|(s, e)| s + 0.3 * e)
+        .collect();
+    let y: Vec<f64> = shared
+        .iter()
+        .zip(&noise_y)
+        .map(|(s, e)| s + 0.3 * e)
+        .collect();
     let x0 = gaussian(rows * 4, &mut rng);
     let y0 = gaussian(rows * 4, &mut rng);
     let reps = [
@@ -828,8 +856,14 @@ fn a_shared_signal_beyond_the_inputs_is_above_controls_and_small_samples_get_no_
         ci_draws: 0,
         ..CompareOptions::default()
     };
-    let report = compare_panel(&small, None, &[pair], &options).unwrap().remove(0);
-    assert!(report.warnings[0].contains("n = 16 < 5k = 50"), "{:?}", report.warnings);
+    let report = compare_panel(&small, None, &[pair], &options)
+        .unwrap()
+        .remove(0);
+    assert!(
+        report.warnings[0].contains("n = 16 < 5k = 50"),
+        "{:?}",
+        report.warnings
+    );
     let excess = report.excess.unwrap();
     assert_eq!(excess.cknna.verdict, ExcessVerdict::Undetermined);
     assert_eq!(excess.mutual_knn.verdict, ExcessVerdict::Undetermined);
@@ -841,7 +875,11 @@ fn the_panel_without_controls_gives_the_figures_of_compare() {
     let (rows, features) = (120, 5);
     let mut rng = ChaCha8Rng::seed_from_u64(13);
     let x = gaussian(rows * features, &mut rng);
-    let y: Vec<f64> = x.iter().zip(gaussian(rows * features, &mut rng)).map(|(a, b)| a + b).collect();
+    let y: Vec<f64> = x
+        .iter()
+        .zip(gaussian(rows * features, &mut rng))
+        .map(|(a, b)| a + b)
+        .collect();
     let options = CompareOptions {
         null_draws: 15,
         ci_draws: 12,

@@ -95,17 +95,20 @@ impl Dtype {
         out.reserve(bytes.len() / size);
         let chunks = bytes.chunks_exact(size);
         match self {
-            Dtype::F64 => out.extend(chunks.map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))),
+            Dtype::F64 => {
+                out.extend(chunks.map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))))
+            }
             Dtype::F32 => out.extend(
                 chunks.map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap_or([0; 4])))),
             ),
             Dtype::F16 => out.extend(chunks.map(|b| f16_to_f64(u16::from_le_bytes([b[0], b[1]])))),
             Dtype::BF16 => out.extend(chunks.map(|b| {
-                f64::from(f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
+                f64::from(f32::from_bits(
+                    u32::from(u16::from_le_bytes([b[0], b[1]])) << 16,
+                ))
             })),
-            Dtype::I64 => {
-                out.extend(chunks.map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f64))
-            }
+            Dtype::I64 => out
+                .extend(chunks.map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f64)),
             Dtype::Other(..) => out.extend(chunks.map(|_| f64::NAN)),
         }
     }
@@ -152,7 +155,9 @@ pub struct Container {
 impl Container {
     /// Reads and checks the header of `path` (rule 1); values are not read.
     pub fn open(path: &Path) -> Result<Self, RecordingError> {
-        let bad = |what: String| RecordingError::invalid(path, format!("not a readable safetensors file ({what})"));
+        let bad = |what: String| {
+            RecordingError::invalid(path, format!("not a readable safetensors file ({what})"))
+        };
         let file = File::open(path).map_err(FileError::at("reading", path))?;
         let size = file
             .metadata()

@@ -255,8 +255,10 @@ impl Recording {
             None
         };
         let label = metadata.get("model").cloned().unwrap_or_else(|| {
-            path.file_stem()
-                .map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into())
+            path.file_stem().map_or_else(
+                || path.display().to_string(),
+                |s| s.to_string_lossy().into(),
+            )
         });
         Ok(Self {
             path: path.to_path_buf(),
@@ -277,11 +279,16 @@ impl Recording {
         let meta = read_meta(dir)?;
         let meta_path = dir.join(META_FILE);
         let nodes = meta.node_indices.len();
-        for (field, len) in [("node_lat", meta.node_lat.len()), ("node_lon", meta.node_lon.len())] {
+        for (field, len) in [
+            ("node_lat", meta.node_lat.len()),
+            ("node_lon", meta.node_lon.len()),
+        ] {
             if len != nodes {
                 return Err(RecordingError::invalid(
                     &meta_path,
-                    format!("{field} has {len} values but node_indices has {nodes}: one per recorded node"),
+                    format!(
+                        "{field} has {len} values but node_indices has {nodes}: one per recorded node"
+                    ),
                 ));
             }
         }
@@ -298,7 +305,10 @@ impl Recording {
                 ),
             ));
         }
-        for (name, values, latitude) in [("node_lat", &meta.node_lat, true), ("node_lon", &meta.node_lon, false)] {
+        for (name, values, latitude) in [
+            ("node_lat", &meta.node_lat, true),
+            ("node_lon", &meta.node_lon, false),
+        ] {
             check_coordinates(&meta_path, name, values, latitude)?;
         }
         let hours = meta
@@ -326,8 +336,16 @@ impl Recording {
                 let on_grid = name == "decoder";
                 let value = Stage {
                     name: name.clone(),
-                    node_lat: if on_grid { Vec::new() } else { meta.node_lat.clone() },
-                    node_lon: if on_grid { Vec::new() } else { meta.node_lon.clone() },
+                    node_lat: if on_grid {
+                        Vec::new()
+                    } else {
+                        meta.node_lat.clone()
+                    },
+                    node_lon: if on_grid {
+                        Vec::new()
+                    } else {
+                        meta.node_lon.clone()
+                    },
                     coordinates: META_FILE.to_string(),
                     layers: stage.layers.keys().copied().collect(),
                     latent: stage.latent,
@@ -450,7 +468,11 @@ impl Recording {
         if self.has(name) {
             return self.stored(name);
         }
-        if let Some(Name::Layer { stage, layer, point }) = Name::parse(name)
+        if let Some(Name::Layer {
+            stage,
+            layer,
+            point,
+        }) = Name::parse(name)
             && self.has(&format!("{stage}.{layer}.resid_pre"))
         {
             let at = |i: usize, p: &str| format!("{stage}.{i}.{p}");
@@ -458,7 +480,10 @@ impl Recording {
                 "delta" => self.increment_terms(&stage, layer),
                 "resid_post" => {
                     if self.has(&at(layer, "delta")) {
-                        Some(vec![(1.0, at(layer, "resid_pre")), (1.0, at(layer, "delta"))])
+                        Some(vec![
+                            (1.0, at(layer, "resid_pre")),
+                            (1.0, at(layer, "delta")),
+                        ])
                     } else if self.has(&at(layer + 1, "resid_pre")) {
                         Some(vec![(1.0, at(layer + 1, "resid_pre"))])
                     } else {
@@ -476,7 +501,11 @@ impl Recording {
         Err(self.invalid(format!(
             "no tensor `{name}`, and it cannot be derived (it has: {}{})",
             names.join(", "),
-            if self.container.entries.len() > 16 { ", ..." } else { "" }
+            if self.container.entries.len() > 16 {
+                ", ..."
+            } else {
+                ""
+            }
         )))
     }
 
@@ -509,7 +538,9 @@ impl Recording {
 
     /// `inputs`, when recorded.
     pub fn inputs(&self) -> Option<Source> {
-        self.has("inputs").then(|| self.source("inputs")).and_then(Result::ok)
+        self.has("inputs")
+            .then(|| self.source("inputs"))
+            .and_then(Result::ok)
     }
 
     /// Coordinates of a source's rows: its stage's node set, or the top-level nodes for `inputs`.
@@ -528,7 +559,10 @@ impl Recording {
         rows: &[(usize, usize)],
     ) -> Result<Vec<f64>, RecordingError> {
         let (nodes, width) = (source.nodes, source.width);
-        if let Some(&(s, n)) = rows.iter().find(|&&(s, n)| s >= source.samples || n >= nodes) {
+        if let Some(&(s, n)) = rows
+            .iter()
+            .find(|&&(s, n)| s >= source.samples || n >= nodes)
+        {
             return Err(self.invalid(format!(
                 "row (sample {s}, node {n}) is outside `{}` [{}, {nodes}, {width}]",
                 source.name, source.samples
@@ -562,9 +596,7 @@ impl Recording {
             if out.is_empty() {
                 out = values.into_iter().map(|v| sign * v).collect();
             } else {
-                out.iter_mut()
-                    .zip(values)
-                    .for_each(|(o, v)| *o += sign * v);
+                out.iter_mut().zip(values).for_each(|(o, v)| *o += sign * v);
             }
         }
         Ok(out)
@@ -788,10 +820,18 @@ fn check_layout(
     for (name, p) in &parsed {
         let shape = &entries[*name].shape;
         let (nodes, whose, coordinates) = match p {
-            Name::Coordinate { .. } | Name::Top("node_lat" | "node_lon" | "sample_time") => continue,
-            Name::Top(_) => (top_nodes, "the recording".to_string(), "node_lat".to_string()),
+            Name::Coordinate { .. } | Name::Top("node_lat" | "node_lon" | "sample_time") => {
+                continue;
+            }
+            Name::Top(_) => (
+                top_nodes,
+                "the recording".to_string(),
+                "node_lat".to_string(),
+            ),
             Name::Layer { stage, .. } | Name::Point { stage, .. } => {
-                let layout = stages.get_mut(stage.as_str()).expect("every stage was listed");
+                let layout = stages
+                    .get_mut(stage.as_str())
+                    .expect("every stage was listed");
                 if let Name::Layer { layer, point, .. } = p {
                     layout
                         .layers
@@ -803,7 +843,11 @@ fn check_layout(
                     continue;
                 }
                 match &layout.own_coordinates {
-                    Some((lat, _)) => (entries[lat].shape[0], format!("stage `{stage}`"), lat.clone()),
+                    Some((lat, _)) => (
+                        entries[lat].shape[0],
+                        format!("stage `{stage}`"),
+                        lat.clone(),
+                    ),
                     None => (
                         top_nodes,
                         format!("stage `{stage}`"),
@@ -920,7 +964,8 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -930,7 +975,8 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
@@ -947,13 +993,23 @@ pub fn month_of_hours(hours: f64) -> u32 {
 /// `YYYY-MM-DDTHH:MM:SSZ` -> hours since 1970-01-01T00Z.
 pub fn hours_from_iso8601(text: &str) -> Option<f64> {
     let bytes = text.as_bytes();
-    if bytes.len() != 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' || bytes[19] != b'Z' {
+    if bytes.len() != 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || bytes[10] != b'T'
+        || bytes[19] != b'Z'
+    {
         return None;
     }
     let number = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let days = days_from_civil(year, month as u32, day as u32);

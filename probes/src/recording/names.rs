@@ -77,9 +77,7 @@ fn is_segment(text: &str) -> bool {
 
 fn layer_number(text: &str) -> Option<usize> {
     let valid = text == "0"
-        || (!text.is_empty()
-            && !text.starts_with('0')
-            && text.chars().all(|c| c.is_ascii_digit()));
+        || (!text.is_empty() && !text.starts_with('0') && text.chars().all(|c| c.is_ascii_digit()));
     valid.then(|| text.parse().ok()).flatten()
 }
 
@@ -97,13 +95,11 @@ impl Name {
                     latitude: *coordinate == "node_lat",
                 })
             }
-            [stage, layer, point] if is_segment(stage) && is_segment(point) => {
-                Some(Name::Layer {
-                    stage: stage.to_string(),
-                    layer: layer_number(layer)?,
-                    point: point.to_string(),
-                })
-            }
+            [stage, layer, point] if is_segment(stage) && is_segment(point) => Some(Name::Layer {
+                stage: stage.to_string(),
+                layer: layer_number(layer)?,
+                point: point.to_string(),
+            }),
             [stage, point] if is_segment(stage) && is_segment(point) => Some(Name::Point {
                 stage: stage.to_string(),
                 point: point.to_string(),
@@ -128,9 +124,9 @@ impl Name {
     pub fn stage(&self) -> Option<&str> {
         match self {
             Name::Top(_) => None,
-            Name::Coordinate { stage, .. } | Name::Layer { stage, .. } | Name::Point { stage, .. } => {
-                Some(stage)
-            }
+            Name::Coordinate { stage, .. }
+            | Name::Layer { stage, .. }
+            | Name::Point { stage, .. } => Some(stage),
         }
     }
 }

@@ -52,7 +52,9 @@ fn valid() -> Vec<RawTensor> {
         (0..3)
             .flat_map(|s| {
                 (0..4).flat_map(move |n| {
-                    (0..2).map(move |c| 100.0 * i as f64 + 10.0 * s as f64 + n as f64 + c as f64 / 10.0)
+                    (0..2).map(move |c| {
+                        100.0 * i as f64 + 10.0 * s as f64 + n as f64 + c as f64 / 10.0
+                    })
                 })
             })
             .collect()
@@ -62,12 +64,42 @@ fn valid() -> Vec<RawTensor> {
         .flat_map(|k| if k % 2 == 0 { 0x3C00u16 } else { 0xC000u16 }.to_le_bytes())
         .collect();
     vec![
-        tensor("node_lat", "F64", &[4], f64_bytes(&[10.0, -30.0, 89.0, 0.0])),
-        tensor("node_lon", "F32", &[4], f32_bytes(&[-170.0, 20.0, 355.0, 0.0])),
-        tensor("processor.0.resid_pre", "F32", &[3, 4, 2], f32_bytes(&state(0))),
-        tensor("processor.1.resid_pre", "F64", &[3, 4, 2], f64_bytes(&state(1))),
-        tensor("processor.2.resid_pre", "F32", &[3, 4, 2], f32_bytes(&state(2))),
-        tensor("processor.2.resid_post", "F32", &[3, 4, 2], f32_bytes(&state(3))),
+        tensor(
+            "node_lat",
+            "F64",
+            &[4],
+            f64_bytes(&[10.0, -30.0, 89.0, 0.0]),
+        ),
+        tensor(
+            "node_lon",
+            "F32",
+            &[4],
+            f32_bytes(&[-170.0, 20.0, 355.0, 0.0]),
+        ),
+        tensor(
+            "processor.0.resid_pre",
+            "F32",
+            &[3, 4, 2],
+            f32_bytes(&state(0)),
+        ),
+        tensor(
+            "processor.1.resid_pre",
+            "F64",
+            &[3, 4, 2],
+            f64_bytes(&state(1)),
+        ),
+        tensor(
+            "processor.2.resid_pre",
+            "F32",
+            &[3, 4, 2],
+            f32_bytes(&state(2)),
+        ),
+        tensor(
+            "processor.2.resid_post",
+            "F32",
+            &[3, 4, 2],
+            f32_bytes(&state(3)),
+        ),
         tensor("inputs", "F16", &[3, 4, 1], inputs),
         tensor(
             "sample_time",
@@ -81,7 +113,10 @@ fn valid() -> Vec<RawTensor> {
     ]
 }
 
-fn open(tensors: &[RawTensor], metadata: Option<serde_json::Value>) -> (tempfile::TempDir, Result<Recording, RecordingError>) {
+fn open(
+    tensors: &[RawTensor],
+    metadata: Option<serde_json::Value>,
+) -> (tempfile::TempDir, Result<Recording, RecordingError>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rec.safetensors");
     write(&path, tensors, metadata);
@@ -113,11 +148,17 @@ fn with(extra: RawTensor) -> Vec<RawTensor> {
 
 #[test]
 fn a_plain_recording_reads_back_with_derived_increments_and_converted_dtypes() {
-    let (_dir, recording) = open(&valid(), Some(serde_json::json!({"model": "toy", "format_version": "1"})));
+    let (_dir, recording) = open(
+        &valid(),
+        Some(serde_json::json!({"model": "toy", "format_version": "1"})),
+    );
     let recording = recording.unwrap();
     assert_eq!(recording.label(), "toy");
     assert_eq!(recording.samples(), 3);
-    assert_eq!(recording.sample_hours(), Some(&[438_288.0, 438_294.0, 438_300.0][..]));
+    assert_eq!(
+        recording.sample_hours(),
+        Some(&[438_288.0, 438_294.0, 438_300.0][..])
+    );
     let processor = recording.processor();
     assert_eq!(processor.layers, [0, 1, 2]);
     assert_eq!(processor.latent, Some(2));
@@ -146,9 +187,18 @@ fn a_plain_recording_reads_back_with_derived_increments_and_converted_dtypes() {
     // F16 inputs: 1.0 and −2.0 alternate.
     let inputs = recording.inputs().unwrap();
     assert_eq!((inputs.nodes, inputs.width), (4, 1));
-    assert_eq!(recording.read_rows(&inputs, &[(0, 0), (0, 1)]).unwrap(), [1.0, -2.0]);
-    let err = recording.source("processor.7.delta").unwrap_err().to_string();
-    assert!(err.contains("processor.7.delta") && err.contains("it has:"), "{err}");
+    assert_eq!(
+        recording.read_rows(&inputs, &[(0, 0), (0, 1)]).unwrap(),
+        [1.0, -2.0]
+    );
+    let err = recording
+        .source("processor.7.delta")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("processor.7.delta") && err.contains("it has:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -171,7 +221,10 @@ fn each_rule_names_its_breach() {
             "tensor `processor.0.delta` has dtype I32; F32 or F64 or F16 or BF16 expected",
         ),
         (
-            replaced("sample_time", tensor("sample_time", "I32", &[3], vec![0; 12])),
+            replaced(
+                "sample_time",
+                tensor("sample_time", "I32", &[3], vec![0; 12]),
+            ),
             "tensor `sample_time` has dtype I32; I64 or F64 expected",
         ),
         (
@@ -186,7 +239,10 @@ fn each_rule_names_its_breach() {
             with(tensor("processor.0.delta", "F32", &[3, 0, 2], vec![])),
             "tensor `processor.0.delta` has an empty axis (shape [3, 0, 2])",
         ),
-        (without("node_lat"), "no `node_lat` tensor: a plain recording carries the node coordinates"),
+        (
+            without("node_lat"),
+            "no `node_lat` tensor: a plain recording carries the node coordinates",
+        ),
         (
             valid()
                 .into_iter()
@@ -200,7 +256,12 @@ fn each_rule_names_its_breach() {
             "`node_lon` has 5 nodes but `node_lat` has 4: one of each per node",
         ),
         (
-            with(tensor("encoder.node_lat", "F64", &[2], f64_bytes(&[0.0, 1.0]))),
+            with(tensor(
+                "encoder.node_lat",
+                "F64",
+                &[2],
+                f64_bytes(&[0.0, 1.0]),
+            )),
             "`encoder.node_lat` has no `encoder.node_lon`: a stage carries both coordinates or neither",
         ),
         (
@@ -231,11 +292,27 @@ fn each_rule_names_its_breach() {
              resid_pre, delta and resid_post tensors of a stage share one shape",
         ),
         (
-            replaced("node_lat", tensor("node_lat", "F64", &[4], f64_bytes(&[10.0, -30.0, 91.0, 0.0]))),
+            replaced(
+                "node_lat",
+                tensor(
+                    "node_lat",
+                    "F64",
+                    &[4],
+                    f64_bytes(&[10.0, -30.0, 91.0, 0.0]),
+                ),
+            ),
             "node_lat[2] = 91 is outside [-90, 90] degrees",
         ),
         (
-            replaced("node_lon", tensor("node_lon", "F64", &[4], f64_bytes(&[0.0, f64::NAN, 0.0, 0.0]))),
+            replaced(
+                "node_lon",
+                tensor(
+                    "node_lon",
+                    "F64",
+                    &[4],
+                    f64_bytes(&[0.0, f64::NAN, 0.0, 0.0]),
+                ),
+            ),
             "node_lon[1] = NaN is outside [-360, 360] degrees",
         ),
         (
@@ -248,7 +325,10 @@ fn each_rule_names_its_breach() {
     ];
     for (k, (tensors, expected)) in cases.into_iter().enumerate() {
         let err = error_of(tensors);
-        assert!(err.contains(expected), "case {k}: {err}\nexpected: {expected}");
+        assert!(
+            err.contains(expected),
+            "case {k}: {err}\nexpected: {expected}"
+        );
         assert!(err.contains("rec.safetensors"), "names the file: {err}");
     }
 }
@@ -259,19 +339,33 @@ fn container_and_metadata_errors() {
     let path = dir.path().join("x.safetensors");
     std::fs::write(&path, b"abc").unwrap();
     let err = Recording::open(&path).unwrap_err().to_string();
-    assert!(err.contains("not a readable safetensors file (shorter than the 8-byte header length)"), "{err}");
+    assert!(
+        err.contains("not a readable safetensors file (shorter than the 8-byte header length)"),
+        "{err}"
+    );
     // A tensor whose bytes do not match its shape.
     let mut tensors = valid();
     tensors[0].3.pop();
     write(&path, &tensors, None);
     let err = Recording::open(&path).unwrap_err().to_string();
-    assert!(err.contains("entry `node_lat` spans 31 bytes but F64 [4] needs 32"), "{err}");
+    assert!(
+        err.contains("entry `node_lat` spans 31 bytes but F64 [4] needs 32"),
+        "{err}"
+    );
     let (_d, result) = open(&valid(), Some(serde_json::json!({"format_version": "2"})));
     let err = result.unwrap_err().to_string();
-    assert!(err.contains("recording format version 2 is not supported by this reader (it reads version 1)"), "{err}");
+    assert!(
+        err.contains(
+            "recording format version 2 is not supported by this reader (it reads version 1)"
+        ),
+        "{err}"
+    );
     let (_d, result) = open(&valid(), Some(serde_json::json!({"model": 3})));
     let err = result.unwrap_err().to_string();
-    assert!(err.contains("__metadata__ entry `model`: keys and values must be strings, got 3"), "{err}");
+    assert!(
+        err.contains("__metadata__ entry `model`: keys and values must be strings, got 3"),
+        "{err}"
+    );
     let err = Recording::open(&dir.path().join("missing.safetensors"))
         .unwrap_err()
         .to_string();
@@ -283,13 +377,20 @@ fn non_finite_values_are_named_when_read() {
     let mut tensors = valid();
     let mut values = vec![0.0; 24];
     values[2 * 8 + 3 * 2 + 1] = f64::INFINITY; // sample 2, node 3, channel 1
-    tensors[2] = tensor("processor.0.resid_pre", "F32", &[3, 4, 2], f32_bytes(&values));
+    tensors[2] = tensor(
+        "processor.0.resid_pre",
+        "F32",
+        &[3, 4, 2],
+        f32_bytes(&values),
+    );
     let (_dir, recording) = open(&tensors, None);
     let recording = recording.unwrap();
     let x = recording.state("processor", 0).unwrap();
     let err = recording.read(&x).unwrap_err().to_string();
     assert!(
-        err.contains("tensor `processor.0.resid_pre` has a non-finite value at sample 2, node 3, channel 1"),
+        err.contains(
+            "tensor `processor.0.resid_pre` has a non-finite value at sample 2, node 3, channel 1"
+        ),
         "{err}"
     );
     // Rows that avoid the bad value read fine.
@@ -298,10 +399,19 @@ fn non_finite_values_are_named_when_read() {
 
 #[test]
 fn radians_are_warned_about() {
-    let tensors = replaced("node_lat", tensor("node_lat", "F64", &[4], f64_bytes(&[0.1, -0.5, 1.2, 0.0])));
+    let tensors = replaced(
+        "node_lat",
+        tensor("node_lat", "F64", &[4], f64_bytes(&[0.1, -0.5, 1.2, 0.0])),
+    );
     let tensors: Vec<RawTensor> = tensors
         .into_iter()
-        .map(|t| if t.0 == "node_lon" { tensor("node_lon", "F64", &[4], f64_bytes(&[0.1, 3.0, 6.0, 0.0])) } else { t })
+        .map(|t| {
+            if t.0 == "node_lon" {
+                tensor("node_lon", "F64", &[4], f64_bytes(&[0.1, 3.0, 6.0, 0.0]))
+            } else {
+                t
+            }
+        })
         .collect();
     let (_dir, recording) = open(&tensors, None);
     let warnings = recording.unwrap().warnings().to_vec();
@@ -344,20 +454,40 @@ fn the_exported_fixture_reads_and_its_derived_increments_match_the_recorded_ones
     let recording = Recording::open(&fixture()).unwrap();
     assert_eq!(recording.samples(), 16);
     let processor = recording.processor();
-    assert_eq!((processor.nodes(), processor.latent, processor.layers.clone()), (42, Some(8), vec![0, 1, 2]));
+    assert_eq!(
+        (
+            processor.nodes(),
+            processor.latent,
+            processor.layers.clone()
+        ),
+        (42, Some(8), vec![0, 1, 2])
+    );
     assert!(recording.inputs().is_some_and(|i| i.width == 4));
     assert_eq!(recording.sample_hours().unwrap()[0], 438_288.0);
     for layer in 0..3 {
-        let stored = recording.read(&recording.increment("processor", layer).unwrap()).unwrap();
+        let stored = recording
+            .read(&recording.increment("processor", layer).unwrap())
+            .unwrap();
         let next = if layer < 2 {
             recording.state("processor", layer + 1).unwrap()
         } else {
             recording.source("processor.2.resid_post").unwrap()
         };
-        let x = recording.read(&recording.state("processor", layer).unwrap()).unwrap();
-        let derived: Vec<f64> = recording.read(&next).unwrap().iter().zip(&x).map(|(a, b)| a - b).collect();
+        let x = recording
+            .read(&recording.state("processor", layer).unwrap())
+            .unwrap();
+        let derived: Vec<f64> = recording
+            .read(&next)
+            .unwrap()
+            .iter()
+            .zip(&x)
+            .map(|(a, b)| a - b)
+            .collect();
         for (a, b) in stored.iter().zip(&derived) {
-            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "layer {layer}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "layer {layer}: {a} vs {b}"
+            );
         }
     }
 }
@@ -369,9 +499,17 @@ fn a_recording_folder_reads_like_a_plain_recording() {
     use weatherlens_models::hooks::{HookPoint, Observer};
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    let points = vec![HookPoint::ResidPre(0), HookPoint::Delta(0), HookPoint::ResidPost(0)];
-    let recorder = ProbeRecorder::create(dir.path(), points.clone(), &[0, 1], 1, 2, &device).unwrap();
-    let x = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2, 1]), &device);
+    let points = vec![
+        HookPoint::ResidPre(0),
+        HookPoint::Delta(0),
+        HookPoint::ResidPost(0),
+    ];
+    let recorder =
+        ProbeRecorder::create(dir.path(), points.clone(), &[0, 1], 1, 2, &device).unwrap();
+    let x = Tensor::<3>::from_data(
+        TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2, 1]),
+        &device,
+    );
     recorder.observe(HookPoint::ResidPre(0), &x);
     recorder.observe(HookPoint::Delta(0), &(x.clone() * 0.5));
     recorder.observe(HookPoint::ResidPost(0), &(x * 1.5));
@@ -394,7 +532,10 @@ fn a_recording_folder_reads_like_a_plain_recording() {
     let recording = Recording::open(dir.path()).unwrap();
     assert_eq!(recording.form(), Form::Folder);
     assert_eq!(recording.sample_hours(), Some(&[262_968.0, 262_974.0][..]));
-    assert_eq!(recording.processor().mesh.as_ref().map(|m| m.level), Some(0));
+    assert_eq!(
+        recording.processor().mesh.as_ref().map(|m| m.level),
+        Some(0)
+    );
     let v = recording.increment("processor", 0).unwrap();
     assert!(v.is_stored());
     assert_eq!(recording.read(&v).unwrap(), [0.5, 1.0, 1.5, 2.0]);
@@ -403,5 +544,8 @@ fn a_recording_folder_reads_like_a_plain_recording() {
     short.sample_times.pop();
     write_meta(dir.path(), &short).unwrap();
     let err = Recording::open(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("probes.json") && err.contains("sample_times lists 1 times"), "{err}");
+    assert!(
+        err.contains("probes.json") && err.contains("sample_times lists 1 times"),
+        "{err}"
+    );
 }

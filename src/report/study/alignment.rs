@@ -13,7 +13,9 @@ use weatherlens_probes::alignment::{
     AlignmentError, CompareOptions, ControlledPair, Representation, compare_panel,
 };
 use weatherlens_probes::inputs::Region;
-use weatherlens_probes::local_alignment::{LocalAlignment, LocalData, LocalOptions, local_alignment};
+use weatherlens_probes::local_alignment::{
+    LocalAlignment, LocalData, LocalOptions, local_alignment,
+};
 use weatherlens_probes::pairing::{Common, Member, PairingError, RowChoice, TimeKey};
 use weatherlens_probes::recording::{Recording, Source};
 
@@ -49,7 +51,10 @@ struct RunMembers {
 /// The last processor layer's output, X_L.
 fn last_output(recording: &Recording) -> Result<Source, StudyAlignmentError> {
     let processor = recording.processor();
-    let last = *processor.layers.last().expect("a recording has a processor layer");
+    let last = *processor
+        .layers
+        .last()
+        .expect("a recording has a processor layer");
     recording.output("processor", last).ok_or_else(|| {
         StudyAlignmentError::Invalid(format!(
             "{}: the output of processor layer {last} is not recorded",
@@ -59,7 +64,12 @@ fn last_output(recording: &Recording) -> Result<Source, StudyAlignmentError> {
 }
 
 fn members_of(run: &RunRecordings, common: &Common) -> Result<RunMembers, StudyAlignmentError> {
-    let trained = Member::new(&run.trained, last_output(&run.trained)?, common, run.name.clone())?;
+    let trained = Member::new(
+        &run.trained,
+        last_output(&run.trained)?,
+        common,
+        run.name.clone(),
+    )?;
     let untrained = match &run.untrained {
         Some(recording) => Some(Member::new(
             recording,
@@ -141,15 +151,25 @@ pub(super) fn pooled(
         );
         let mut data: Vec<(Vec<f64>, usize, String)> = Vec::new();
         for (run, m) in runs.iter().zip(&members) {
-            data.push((m.trained.read(&run.trained, &choice.rows)?, m.trained.width(), m.trained.label.clone()));
+            data.push((
+                m.trained.read(&run.trained, &choice.rows)?,
+                m.trained.width(),
+                m.trained.label.clone(),
+            ));
             match (&m.untrained, &run.untrained) {
-                (Some(member), Some(recording)) => {
-                    data.push((member.read(recording, &choice.rows)?, member.width(), member.label.clone()))
-                }
+                (Some(member), Some(recording)) => data.push((
+                    member.read(recording, &choice.rows)?,
+                    member.width(),
+                    member.label.clone(),
+                )),
                 _ => data.push((Vec::new(), 1, String::new())),
             }
             match &m.inputs {
-                Some(member) => data.push((member.read(&run.trained, &choice.rows)?, member.width(), member.label.clone())),
+                Some(member) => data.push((
+                    member.read(&run.trained, &choice.rows)?,
+                    member.width(),
+                    member.label.clone(),
+                )),
                 None => data.push((Vec::new(), 1, String::new())),
             }
         }
@@ -166,9 +186,16 @@ pub(super) fn pooled(
             })
             .collect::<Result<_, _>>()?;
         let pairs: Vec<(usize, usize)> = (0..runs.len())
-            .flat_map(|a| (0..runs.len()).filter(move |&b| b != a).map(move |b| (a, b)))
+            .flat_map(|a| {
+                (0..runs.len())
+                    .filter(move |&b| b != a)
+                    .map(move |b| (a, b))
+            })
             .collect();
-        let controlled: Vec<ControlledPair> = pairs.iter().map(|&(a, b)| pair_of(a, b, &members)).collect();
+        let controlled: Vec<ControlledPair> = pairs
+            .iter()
+            .map(|&(a, b)| pair_of(a, b, &members))
+            .collect();
         let groups = choice.time_groups();
         let reports = compare_panel(
             &reps,
@@ -177,7 +204,11 @@ pub(super) fn pooled(
             &CompareOptions {
                 k: settings.k,
                 null_draws: nulls,
-                ci_draws: if common.times.len() >= 5 { settings.ci_draws } else { 0 },
+                ci_draws: if common.times.len() >= 5 {
+                    settings.ci_draws
+                } else {
+                    0
+                },
                 seed: settings.seed,
                 ..CompareOptions::default()
             },
@@ -261,6 +292,5 @@ pub(super) fn per_location(
 pub(super) fn open_run(name: &str, dir: &Path) -> Option<(Recording, Option<Recording>)> {
     let trained = Recording::open(&dir.join("probes")).ok()?;
     let untrained = Recording::open(&dir.join("untrained")).ok();
-    Some((trained, untrained))
-        .inspect(|_| tracing::debug!("alignment: run `{name}` recorded"))
+    Some((trained, untrained)).inspect(|_| tracing::debug!("alignment: run `{name}` recorded"))
 }

@@ -143,10 +143,11 @@ pub fn collect(
         alignment_notes.push(format!("no pooled alignment: {e}"));
         Vec::new()
     });
-    let local_alignment = alignment::per_location(&recordings, settings, seasons).unwrap_or_else(|e| {
-        alignment_notes.push(format!("no per-location alignment: {e}"));
-        None
-    });
+    let local_alignment =
+        alignment::per_location(&recordings, settings, seasons).unwrap_or_else(|e| {
+            alignment_notes.push(format!("no per-location alignment: {e}"));
+            None
+        });
     // Dynamics from each run's analysis.json.
     let mut dynamics = Vec::new();
     let (mut rel_series, mut centroid_series) = (Vec::new(), Vec::new());

@@ -151,14 +151,14 @@ pub fn markdown(r: &StudyReport) -> String {
             d.model,
             d.centroid_trend_x.map_or("n/a".into(), fmt),
             d.centroid_trend_v.map_or("n/a".into(), fmt),
-            d.centroid_verdict_v.map_or("was not computed", centroid_words)
+            d.centroid_verdict_v
+                .map_or("was not computed", centroid_words)
         );
     }
     let _ = writeln!(
         md,
         "\nThe same thresholds apply (p < {SIGNIFICANCE} over the layers and last / first outside [{}, {}]).",
-        SIZE_BAND[0],
-        SIZE_BAND[1]
+        SIZE_BAND[0], SIZE_BAND[1]
     );
 
     let _ = writeln!(
@@ -234,27 +234,49 @@ fn verdict_words(verdict: ExcessVerdict) -> &'static str {
 }
 
 fn interval(ci: Option<[f64; 2]>) -> String {
-    ci.map_or(String::new(), |[lo, hi]| format!(" [{}, {}]", fmt(lo), fmt(hi)))
+    ci.map_or(String::new(), |[lo, hi]| {
+        format!(" [{}, {}]", fmt(lo), fmt(hi))
+    })
 }
 
 /// "0.09 [0.05, 0.12], not above controls".
 fn excess_cell(excess: Option<&Excess>) -> String {
     excess.map_or("–".into(), |e| {
-        format!("{}{} ({}) {}", fmt(e.value), interval(e.ci), e.largest, verdict_words(e.verdict))
+        format!(
+            "{}{} ({}) {}",
+            fmt(e.value),
+            interval(e.ci),
+            e.largest,
+            verdict_words(e.verdict)
+        )
     })
 }
 
 /// "0.09 / 0.12 / 0.30 / 0.28": the figure, then the untrained control and the two input baselines.
-fn with_controls(value: f64, untrained: Option<f64>, input_x: Option<f64>, input_y: Option<f64>) -> String {
+fn with_controls(
+    value: f64,
+    untrained: Option<f64>,
+    input_x: Option<f64>,
+    input_y: Option<f64>,
+) -> String {
     let opt = |v: Option<f64>| v.map_or("–".to_string(), fmt);
-    format!("{} | {} | {} | {}", fmt(value), opt(untrained), opt(input_x), opt(input_y))
+    format!(
+        "{} | {} | {} | {}",
+        fmt(value),
+        opt(untrained),
+        opt(input_x),
+        opt(input_y)
+    )
 }
 
 /// H3: pooled and per-location alignment, each beside the permutation null, the untrained control and the input
 /// baselines, with the excess over the controls.
 fn alignment_markdown(md: &mut String, r: &StudyReport) {
     let settings = &r.alignment_settings;
-    let _ = writeln!(md, "\n## H3: different models learn aligned latent spaces\n");
+    let _ = writeln!(
+        md,
+        "\n## H3: different models learn aligned latent spaces\n"
+    );
     for note in &r.alignment_notes {
         let _ = writeln!(md, "- note: {note}");
     }
@@ -327,13 +349,21 @@ fn alignment_markdown(md: &mut String, r: &StudyReport) {
         let above = |pick: fn(&MetricSet<Excess>) -> ExcessVerdict| {
             r.alignment
                 .iter()
-                .filter(|p| p.excess.as_ref().is_some_and(|e| pick(e) == ExcessVerdict::AboveControls))
+                .filter(|p| {
+                    p.excess
+                        .as_ref()
+                        .is_some_and(|e| pick(e) == ExcessVerdict::AboveControls)
+                })
                 .count()
         };
         let over_null = r
             .alignment
             .iter()
-            .filter(|p| p.null.as_ref().is_some_and(|n| p.metrics.cknna > n.cknna.p95))
+            .filter(|p| {
+                p.null
+                    .as_ref()
+                    .is_some_and(|n| p.metrics.cknna > n.cknna.p95)
+            })
             .count();
         let _ = writeln!(
             md,
@@ -373,7 +403,10 @@ fn alignment_markdown(md: &mut String, r: &StudyReport) {
                     pair.y,
                     stem.replace("cknna_map", "locations"),
                     if pair.locations_with_warnings > 0 {
-                        format!("; {} locations with CKNNA outside [−1, 1]", pair.locations_with_warnings)
+                        format!(
+                            "; {} locations with CKNNA outside [−1, 1]",
+                            pair.locations_with_warnings
+                        )
                     } else {
                         String::new()
                     }
@@ -415,6 +448,12 @@ fn alignment_markdown(md: &mut String, r: &StudyReport) {
 /// A run name as part of a file name.
 pub(crate) fn file_part(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

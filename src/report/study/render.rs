@@ -81,7 +81,8 @@ pub fn render(report: &StudyReport, out_dir: &Path) -> Result<(), ReportError> {
             .iter()
             .map(|p| {
                 let excess = |pick: fn(&MetricSet<Excess>) -> &Excess| p.excess.as_ref().map(pick);
-                let (cknna_excess, cka_excess) = (excess(|e| &e.cknna), excess(|e| &e.cka_unbiased));
+                let (cknna_excess, cka_excess) =
+                    (excess(|e| &e.cknna), excess(|e| &e.cka_unbiased));
                 AlignmentRow {
                     region: region_label(p.region).to_string(),
                     a: p.a.clone(),
@@ -215,7 +216,8 @@ pub fn write_local_alignment(local: &LocalAlignment, out_dir: &Path) -> Result<(
             .locations
             .iter()
             .map(|l| {
-                let control = |pick: fn(&Controls) -> Option<&MetricSet<f64>>, metric: fn(&MetricSet<f64>) -> f64| {
+                let control = |pick: fn(&Controls) -> Option<&MetricSet<f64>>,
+                               metric: fn(&MetricSet<f64>) -> f64| {
                     pick(&l.controls).map(metric)
                 };
                 LocationRow {
