@@ -214,11 +214,11 @@ fn probe_records_every_layer_at_every_node() {
         "all nodes of mesh level 1"
     );
     assert_eq!(meta["sample_times"].as_array().unwrap().len(), 3);
-    // The model's input fields at the nodes (the input baseline): [samples, nodes, 2 × 4 channels].
+    // The model's input fields at the nodes (the input baseline): [samples, nodes, 2 × 4 channels + 3 static].
     assert!(meta["inputs"].as_str().unwrap().contains("nearest"));
     let bytes = fs::read(ws.path("run/probes/probes.safetensors")).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert_eq!(file.tensor("inputs").unwrap().shape(), &[3, 42, 8]);
+    assert_eq!(file.tensor("inputs").unwrap().shape(), &[3, 42, 11]);
 }
 
 #[test]

@@ -341,7 +341,7 @@ mod tests {
                 &format!("processor.{i}.delta"),
                 "F32",
                 &[samples, n, latent],
-                f32_bytes(&field(&y2, 0.5f64.powi(i as i32))),
+                f32_bytes(&field(&y2, 0.5f64.powi(i))),
             ));
         }
         write(path, &tensors, None);

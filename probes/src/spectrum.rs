@@ -561,8 +561,11 @@ mod tests {
         assert!((total - 15.0 / 35.0).abs() < 0.01, "{total}");
     }
 
+    /// A field of (lat, lon) in radians.
+    type Harmonic = Box<dyn Fn(f64, f64) -> f64>;
+
     /// Real parts of Y_lm up to normalisation, written out independently of the SHT's recurrences.
-    fn harmonics() -> Vec<(usize, Box<dyn Fn(f64, f64) -> f64>)> {
+    fn harmonics() -> Vec<(usize, Harmonic)> {
         vec![
             (1, Box::new(|lat: f64, _| lat.sin())),
             (

@@ -212,12 +212,15 @@ fn common(
     Ok((common, a))
 }
 
+/// One member's rows read: values [rows, width], width, label.
+type MemberRows = (Vec<f64>, usize, String);
+
 /// Reads every member of both sides at `rows`: [X, Y, X₀, Y₀, I_X, I_Y] (absent ones left out) and the pair.
 fn panel(
     a: &SideMembers,
     b: &SideMembers,
     read: impl Fn(&Recording, &Member) -> Result<Vec<f64>, StageError>,
-) -> Result<(Vec<(Vec<f64>, usize, String)>, ControlledPair), StageError> {
+) -> Result<(Vec<MemberRows>, ControlledPair), StageError> {
     let mut data = vec![
         (
             read(&a.recording, &a.member)?,

@@ -155,7 +155,16 @@ fn record(
         TensorData::new(nearest_index, [node_indices.len()]),
         &device,
     );
-    let input_channels = 2 * emulator.channels();
+    // The static inputs of that grid point: [sin lat, cos lon, sin lon] (the encoder's grid node features).
+    let features = restored.graph.grid_node_features();
+    let per_point = features.len() / grid.num_points().max(1);
+    let static_at_nodes: Vec<f32> = nearest
+        .iter()
+        .flat_map(|n| &features[n.node * per_point..(n.node + 1) * per_point])
+        .copied()
+        .collect();
+    let state_channels = 2 * emulator.channels();
+    let input_channels = state_channels + per_point;
     let recorder = ProbeRecorder::create_with_inputs(
         out_dir,
         points.clone(),
@@ -168,13 +177,24 @@ fn record(
     let dataset = &restored.dataset;
     for chunk in anchors.chunks(options.batch_size.max(1)) {
         let (previous, current) = initial_states(restored, &windows, chunk)?;
-        let inputs = emulator
+        let states = emulator
             .input(previous.clone(), current.clone())
             .select(1, nearest_index.clone())
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| StageError::Invalid(format!("model inputs: {e:?}")))?;
+        let inputs: Vec<f32> = states
+            .chunks(state_channels)
+            .enumerate()
+            .flat_map(|(row, state)| {
+                let node = row % node_indices.len();
+                state
+                    .iter()
+                    .chain(&static_at_nodes[node * per_point..(node + 1) * per_point])
+                    .copied()
+            })
+            .collect();
         recorder.write_inputs(&inputs, chunk.len())?;
         emulator.step(previous, current, &Hooks::none().with(&recorder));
         recorder.end_batch(chunk.len());
@@ -207,7 +227,8 @@ fn record(
         mesh_level: config.model.mesh_level,
         inputs: Some(format!(
             "the model's input at the grid point nearest each node (nearest neighbour, not interpolated): the \
-             normalised state at t − 6 h then at t, {input_channels} channels ({} at t − 6 h, then at t)",
+             normalised state at t − 6 h then at t ({} each), then the point's static features sin(lat), \
+             cos(lon), sin(lon); {input_channels} channels",
             channel_names.join(", ")
         )),
     };
