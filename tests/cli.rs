@@ -807,6 +807,20 @@ fn analyze_and_compare_read_a_recording_exported_from_pytorch() {
     assert_eq!(local["pairs"][0]["summaries"][0]["times"], 16);
     assert_eq!(csv_rows(&ws.path("local/locations_A_B.csv")).len(), 42);
     assert!(ws.path("local/cknna_map_A_B.svg").is_file());
+    // Layer-by-layer CKA of a plain recording with itself (outputs of layers 0 and 1 derived from the next
+    // layer's input): ones on the diagonal.
+    let layers = ws.json(&[
+        "compare",
+        "standin.safetensors",
+        "standin.safetensors",
+        "--layers",
+        "--json",
+    ]);
+    assert_eq!(layers["layers_a"], serde_json::json!([0, 1, 2]));
+    for i in 0..3 {
+        assert!((layers["cka"][i * 3 + i].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    }
+    assert!(ws.path("standin.layer_cka.png").is_file());
     // The exported times span every season, so --seasons forms the seasonal groups.
     let seasonal = ws.json(&[
         "compare",

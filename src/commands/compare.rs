@@ -13,7 +13,7 @@ use weatherlens::stages::compare::{
 };
 use weatherlens_probes::alignment::{CompareOptions, Preprocessing, Representation, compare};
 use weatherlens_probes::inputs::{Region, Rows, load_matrix};
-use weatherlens_probes::layer_alignment::layer_cka;
+use weatherlens_probes::layer_alignment::{LayerRows, layer_cka};
 use weatherlens_probes::pairing::DEFAULT_MAX_ROWS;
 
 #[derive(Debug, Args)]
@@ -75,8 +75,8 @@ pub struct CompareArgs {
     pub platonic_preprocessing: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Instead of one tensor: unbiased CKA between every recorded layer of A and every layer of B (recording
-    /// folders; pass one folder twice for one model), with a heat map `<out>.png/.svg`.
+    /// Instead of one tensor: unbiased CKA between every recorded layer's output of A and of B (recordings;
+    /// pass one twice for one model), with a heat map `<out>.png/.svg`.
     #[arg(long)]
     pub layers: bool,
     /// Heat-map path stem for `--layers` (default: A/layer_cka); output folder for `--per-location` (default:
@@ -113,8 +113,24 @@ pub fn run(args: CompareArgs) -> Result<()> {
         region: args.region.map(Region::from),
     };
     if args.layers {
-        let stem = args.out.clone().unwrap_or_else(|| args.a.join("layer_cka"));
-        let result = layer_cka(&args.a, &args.b, rows)?;
+        let stem = args.out.clone().unwrap_or_else(|| {
+            if args.a.is_dir() {
+                args.a.join("layer_cka")
+            } else {
+                args.a.with_extension("layer_cka")
+            }
+        });
+        let result = layer_cka(
+            &args.a,
+            &args.b,
+            LayerRows {
+                sample: args.sample,
+                node: args.node,
+                region: args.region.map(Region::from),
+                max_rows: args.max_rows,
+                seed: args.seed,
+            },
+        )?;
         let label = |side: &str, layers: &[usize]| -> Vec<String> {
             layers.iter().map(|l| format!("{side} {l}")).collect()
         };

@@ -76,10 +76,11 @@ pub fn demo_markdown(r: &DemoReport) -> String {
         );
     }
     let two = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));
+    let order = |name: &str| study_report.runs.iter().position(|r| r.name == name);
     for p in study_report
         .alignment
         .iter()
-        .filter(|p| p.region == Region::Global)
+        .filter(|p| p.region == Region::Global && order(&p.a) < order(&p.b))
     {
         let excess = p.excess.as_ref().map(|e| &e.cknna);
         let _ = writeln!(
