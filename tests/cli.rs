@@ -214,6 +214,11 @@ fn probe_records_every_layer_at_every_node() {
         "all nodes of mesh level 1"
     );
     assert_eq!(meta["sample_times"].as_array().unwrap().len(), 3);
+    // The model's input fields at the nodes (the input baseline): [samples, nodes, 2 × 4 channels + 3 static].
+    assert!(meta["inputs"].as_str().unwrap().contains("nearest"));
+    let bytes = fs::read(ws.path("run/probes/probes.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.tensor("inputs").unwrap().shape(), &[3, 42, 11]);
 }
 
 #[test]
@@ -675,6 +680,46 @@ fn study_runs_reports_and_skips_finished_runs() {
         serde_json::from_slice(&fs::read(report_dir.join("report.json")).unwrap()).unwrap();
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3);
+    // Each run's controls stage recorded the architecture at initialisation; every pooled figure has the
+    // untrained control and both input baselines beside it, and the per-location figures exist.
+    assert!(
+        ws.path("runs/study-tiny/gnn/untrained/probes.json")
+            .is_file()
+    );
+    let pooled = &report["alignment"][0];
+    for control in ["untrained", "input_x", "input_y"] {
+        assert!(
+            pooled["controls"][control]["cknna"].is_number(),
+            "{control}: {pooled}"
+        );
+    }
+    assert!(
+        pooled["excess"]["cka_unbiased"]["verdict"].is_string(),
+        "{pooled}"
+    );
+    let local = &report["local_alignment"]["pairs"][0];
+    assert_eq!(
+        (local["x"].as_str(), local["y"].as_str()),
+        (Some("gnn"), Some("shared"))
+    );
+    assert_eq!(local["summaries"][0]["group"], "global");
+    assert_eq!(local["summaries"][0]["locations"], 42);
+    assert!(report_dir.join("cknna_map_gnn_shared.png").is_file());
+    let locations = csv_rows(&report_dir.join("locations_gnn_shared.csv"));
+    assert_eq!(locations.len(), 42);
+    let meta: serde_json::Value = serde_json::from_slice(
+        &fs::read(ws.path("runs/study-tiny/gnn/probes/probes.json")).unwrap(),
+    )
+    .unwrap();
+    let times = meta["sample_times"].as_array().unwrap().len();
+    assert!(times >= 5, "{times} samples recorded");
+    assert!(locations.iter().all(|r| number(r, "n") == times as f64));
+    let summaries = csv_rows(&report_dir.join("local_alignment.csv"));
+    assert!(
+        summaries
+            .iter()
+            .any(|r| r["group"] == "tropics" && r["metric"] == "cknna")
+    );
     assert!(runs[0]["error"].is_null() && runs[1]["error"].is_null());
     assert!(
         runs[2]["error"].as_str().unwrap().contains("test split"),
@@ -761,7 +806,9 @@ fn study_runs_reports_and_skips_finished_runs() {
             .collect();
         assert_eq!(
             skipped,
-            ["train", "evaluate", "probe", "analyze", "jacobian"],
+            [
+                "train", "evaluate", "probe", "controls", "analyze", "jacobian"
+            ],
             "{run}"
         );
     }
@@ -800,4 +847,364 @@ fn study_runs_reports_and_skips_finished_runs() {
     );
     let err = ws.fails(&["study", "--config", "study.toml", "--wait"]);
     assert!(err.contains("--dispatch slurm"), "{err}");
+}
+
+/// The Python exporter's stand-in recording (docs/recording.md), copied into `ws`.
+fn exported(ws: &Workspace) -> PathBuf {
+    let path = ws.path("standin.safetensors");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exported/standin.safetensors"),
+        &path,
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn analyze_and_compare_read_a_recording_exported_from_pytorch() {
+    let ws = Workspace::new(str::to_string);
+    exported(&ws);
+    // analyze FILE: 3 layers of the stand-in model on 42 shuffled icosahedron nodes, centroid at the recorded
+    // positions; outputs beside the file.
+    let analysis = ws.json(&[
+        "analyze",
+        "standin.safetensors",
+        "--bootstrap",
+        "20",
+        "--json",
+    ]);
+    assert_eq!(analysis["samples"], 16);
+    assert_eq!(analysis["nodes"], 42);
+    let layers: Vec<u64> = analysis["centroid"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["layer"].as_u64().unwrap())
+        .collect();
+    assert_eq!(layers, [0, 1, 2]);
+    assert!(
+        analysis["centroid"]["rows"][0]["centroid_x"]
+            .as_f64()
+            .unwrap()
+            >= 1.0
+    );
+    // Three layers cannot reach p < 0.05: the verdict is withheld, with the reason.
+    assert_eq!(analysis["velocity"]["trend"]["direction"], "undetermined");
+    assert_eq!(csv_rows(&ws.path("standin-analysis/velocity.csv")).len(), 3);
+
+    // compare FILE FILE: the same recording twice, last layer's output by default; the inputs give both input
+    // baselines, and the rows pair each node with itself (distance 0).
+    let compared = ws.json(&[
+        "compare",
+        "standin.safetensors",
+        "standin.safetensors",
+        "--nulls",
+        "10",
+        "--json",
+    ]);
+    assert_eq!(compared["n"], 16 * 42);
+    assert_eq!(compared["pairing"]["tensor_a"], "processor.2.resid_post");
+    assert_eq!(compared["pairing"]["distance_b"]["max_deg"], 0.0);
+    for metric in ["cka_biased", "cka_unbiased", "cknna", "mutual_knn"] {
+        let value = compared["metrics"][metric].as_f64().unwrap();
+        assert!((value - 1.0).abs() < 1e-9, "{metric} = {value}");
+    }
+    assert!(compared["controls"]["input_x"]["cka_unbiased"].is_number());
+    assert!(compared["excess"]["cknna"]["verdict"].is_string());
+    // A derived increment by name (layer 0's delta is stored; layer 2's output is resid_post).
+    let derived = ws.json(&[
+        "compare",
+        "standin.safetensors",
+        "standin.safetensors",
+        "--tensor",
+        "processor.1.resid_post",
+        "--node",
+        "5",
+        "--nulls",
+        "0",
+        "--ci-draws",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(derived["n"], 16, "rows = the 16 times at one node");
+    assert!(
+        derived["pairing"]["tensor_a"]
+            .as_str()
+            .unwrap()
+            .contains('=')
+    );
+    assert!(
+        derived["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("n = 16 < 5k = 50")
+    );
+
+    // Per location: 42 locations of 16 times each, CSV and map written.
+    let local = ws.json(&[
+        "compare",
+        "standin.safetensors",
+        "standin.safetensors",
+        "--per-location",
+        "--k",
+        "3",
+        "--out",
+        "local",
+        "--json",
+    ]);
+    assert_eq!(local["points"], 42);
+    assert_eq!(local["pairs"][0]["summaries"][0]["times"], 16);
+    assert_eq!(csv_rows(&ws.path("local/locations_A_B.csv")).len(), 42);
+    assert!(ws.path("local/cknna_map_A_B.svg").is_file());
+    // Layer-by-layer CKA of a plain recording with itself (outputs of layers 0 and 1 derived from the next
+    // layer's input): ones on the diagonal.
+    let layers = ws.json(&[
+        "compare",
+        "standin.safetensors",
+        "standin.safetensors",
+        "--layers",
+        "--json",
+    ]);
+    assert_eq!(layers["layers_a"], serde_json::json!([0, 1, 2]));
+    for i in 0..3 {
+        assert!((layers["cka"][i * 3 + i].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    }
+    assert!(ws.path("standin.layer_cka.png").is_file());
+    // The exported times span every season, so --seasons forms the seasonal groups.
+    let seasonal = ws.json(&[
+        "compare",
+        "standin.safetensors",
+        "standin.safetensors",
+        "--per-location",
+        "--seasons",
+        "--k",
+        "2",
+        "--out",
+        "local-seasons",
+        "--json",
+    ]);
+    assert_eq!(seasonal["seasons"], true);
+}
+
+#[test]
+fn bad_recordings_give_clear_errors() {
+    let ws = Workspace::new(str::to_string);
+    fs::write(ws.path("junk.safetensors"), b"not a safetensors file").unwrap();
+    let err = ws.fails(&["analyze", "junk.safetensors"]);
+    assert!(
+        err.contains("junk.safetensors") && err.contains("not a readable safetensors file"),
+        "{err}"
+    );
+    assert!(!err.contains("Not a directory"), "{err}");
+    // A safetensors file without coordinates: the format's rule 7.
+    let tensors = vec![(
+        "processor.0.resid_pre".to_string(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 3, 1], &[0u8; 24])
+            .unwrap(),
+    )];
+    safetensors::serialize_to_file(tensors, None, &ws.path("bare.safetensors")).unwrap();
+    let err = ws.fails(&["analyze", "bare.safetensors"]);
+    assert!(err.contains("no `node_lat` tensor"), "{err}");
+    exported(&ws);
+    let err = ws.fails(&[
+        "compare",
+        "standin.safetensors",
+        "standin.safetensors",
+        "--tensor",
+        "processor.9.delta",
+    ]);
+    assert!(
+        err.contains("processor.9.delta") && err.contains("it has:"),
+        "{err}"
+    );
+    let err = ws.fails(&[
+        "compare",
+        "standin.safetensors",
+        "standin.safetensors",
+        "--untrained-a",
+        "standin.safetensors",
+    ]);
+    assert!(err.contains("--untrained-b"), "{err}");
+}
+
+#[test]
+fn compare_subsamples_a_hundred_thousand_rows_of_half_precision_recordings() {
+    // 100 samples × 1,000 scattered nodes × latent 8: A in BF16, B the same values in F16 plus a small
+    // perturbation. compare reads a seeded subsample of 20,000 rows (reported) and finds them nearly identical.
+    let ws = Workspace::new(str::to_string);
+    let (samples, nodes, latent) = (100usize, 1000usize, 8usize);
+    let golden = std::f64::consts::PI * (3.0 - 5f64.sqrt());
+    let lat: Vec<f64> = (0..nodes)
+        .map(|k| {
+            (1.0 - 2.0 * (k as f64 + 0.5) / nodes as f64)
+                .asin()
+                .to_degrees()
+        })
+        .collect();
+    let lon: Vec<f64> = (0..nodes)
+        .map(|k| (golden * k as f64).to_degrees() % 360.0)
+        .collect();
+    // Value = sin(0.7·s + 1.3·c) · cos(lat) + 0.1·c·sin(lon·(c + 1)): smooth, distinct rows.
+    let value = |s: usize, n: usize, c: usize| -> f32 {
+        ((0.7 * s as f64 + 1.3 * c as f64).sin() * lat[n].to_radians().cos()
+            + 0.1 * c as f64 * (lon[n].to_radians() * (c + 1) as f64).sin()) as f32
+    };
+    let bf16 = |v: f32| ((v.to_bits() + 0x7fff + ((v.to_bits() >> 16) & 1)) >> 16) as u16;
+    let f16 = |v: f32| -> u16 {
+        // Round to nearest f16 for |v| in [2^-14, 65504] (normal range) or 0.
+        if v == 0.0 {
+            return 0;
+        }
+        let bits = v.to_bits();
+        let sign = ((bits >> 16) & 0x8000) as u16;
+        let exponent = ((bits >> 23) & 0xff) as i32 - 127 + 15;
+        let mantissa = bits & 0x7f_ffff;
+        if exponent <= 0 {
+            return sign;
+        }
+        let rounded = ((exponent as u32) << 10 | (mantissa >> 13)) + ((mantissa >> 12) & 1);
+        sign | rounded as u16
+    };
+    let mut a = Vec::with_capacity(samples * nodes * latent * 2);
+    let mut b = Vec::with_capacity(samples * nodes * latent * 2);
+    for s in 0..samples {
+        for n in 0..nodes {
+            for c in 0..latent {
+                let v = value(s, n, c);
+                a.extend(bf16(v).to_le_bytes());
+                b.extend(f16(v + 1e-3 * ((s * 31 + n * 7 + c) % 5) as f32).to_le_bytes());
+            }
+        }
+    }
+    let coords =
+        |values: &[f64]| -> Vec<u8> { values.iter().flat_map(|v| v.to_le_bytes()).collect() };
+    let (lat_bytes, lon_bytes) = (coords(&lat), coords(&lon));
+    let times: Vec<u8> = (0..samples as i64)
+        .flat_map(|t| (438_288 + 6 * t).to_le_bytes())
+        .collect();
+    for (name, dtype, data) in [
+        ("a.safetensors", safetensors::Dtype::BF16, &a),
+        ("b.safetensors", safetensors::Dtype::F16, &b),
+    ] {
+        let tensors = vec![
+            (
+                "node_lat".to_string(),
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F64,
+                    vec![nodes],
+                    &lat_bytes,
+                )
+                .unwrap(),
+            ),
+            (
+                "node_lon".to_string(),
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F64,
+                    vec![nodes],
+                    &lon_bytes,
+                )
+                .unwrap(),
+            ),
+            (
+                "sample_time".to_string(),
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::I64,
+                    vec![samples],
+                    &times,
+                )
+                .unwrap(),
+            ),
+            (
+                "processor.0.resid_pre".to_string(),
+                safetensors::tensor::TensorView::new(dtype, vec![samples, nodes, latent], data)
+                    .unwrap(),
+            ),
+        ];
+        safetensors::serialize_to_file(tensors, None, &ws.path(name)).unwrap();
+    }
+    let compared = ws.json(&[
+        "compare",
+        "a.safetensors",
+        "b.safetensors",
+        "--tensor",
+        "processor.0.resid_pre",
+        "--nulls",
+        "0",
+        "--ci-draws",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(compared["rows"]["total"], 100_000);
+    assert_eq!(compared["rows"]["used"], 20_000);
+    assert_eq!(compared["rows"]["subsample_seed"], 0);
+    assert_eq!(compared["n"], 20_000);
+    let cka = compared["metrics"]["cka_unbiased"].as_f64().unwrap();
+    assert!(cka > 0.99, "{cka}");
+}
+
+#[test]
+fn an_untrained_recording_is_the_control_that_untrained_alignment_does_not_exceed() {
+    // The run's architecture at initialisation on the same samples and inputs; compared with itself as its own
+    // untrained control, the excess is 0 and the report says "not above controls".
+    let ws = shared();
+    ws.ok(&[
+        "probe",
+        "--checkpoint",
+        "run",
+        "--samples",
+        "3",
+        "--every-hours",
+        "6",
+        "--untrained",
+        "--out",
+        "untrained-test",
+    ]);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(ws.path("untrained-test/probes.json")).unwrap()).unwrap();
+    assert!(
+        meta["model"].as_str().unwrap().contains("untrained"),
+        "{meta}"
+    );
+    let trained: serde_json::Value =
+        serde_json::from_slice(&fs::read(ws.path("run/probes/probes.json")).unwrap()).unwrap();
+    assert_eq!(
+        meta["sample_times"], trained["sample_times"],
+        "the same samples"
+    );
+    let compared = ws.json(&[
+        "compare",
+        "untrained-test",
+        "untrained-test",
+        "--untrained-a",
+        "untrained-test",
+        "--untrained-b",
+        "untrained-test",
+        "--k",
+        "5",
+        "--nulls",
+        "10",
+        "--json",
+    ]);
+    assert_eq!(compared["n"], 3 * 42);
+    for metric in ["cka_biased", "cka_unbiased", "cknna", "mutual_knn"] {
+        let excess = &compared["excess"][metric];
+        assert!(
+            excess["value"].as_f64().unwrap().abs() < 1e-12,
+            "{metric}: {excess}"
+        );
+        assert_eq!(
+            excess["verdict"], "not_above_controls",
+            "{metric}: {excess}"
+        );
+    }
+    // Trained vs untrained weights of the same run differ: their CKA is below 1.
+    let against = ws.json(&[
+        "compare",
+        "run/probes",
+        "untrained-test",
+        "--nulls",
+        "0",
+        "--json",
+    ]);
+    assert!(against["metrics"]["cka_unbiased"].as_f64().unwrap() < 0.999);
 }

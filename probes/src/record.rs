@@ -25,6 +25,8 @@ use crate::stats::seeded_subsample;
 
 pub const TENSORS_FILE: &str = "probes.safetensors";
 pub const META_FILE: &str = "probes.json";
+/// The tensor holding the model's input fields at the recorded nodes, [samples, nodes, channels].
+pub const INPUTS: &str = "inputs";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -94,6 +96,11 @@ pub struct RecordingMeta {
     pub latent_size: usize,
     /// Icosahedral level of the mesh the node indices refer to.
     pub mesh_level: u32,
+    /// What the `inputs` tensor [samples, nodes, channels] of `probes.safetensors` holds, when it was recorded
+    /// (the model's input fields at the nodes: the input-baseline control of alignment). Absent in older
+    /// recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
 }
 
 /// An [`Observer`] that streams the chosen hook points to `probes.safetensors`.
@@ -112,6 +119,8 @@ pub struct ProbeRecorder {
     all_nodes_in_order: bool,
     nodes: usize,
     latent: usize,
+    /// Channels of the `inputs` tensor, when one is recorded.
+    input_channels: Option<usize>,
     samples: usize,
     offsets: BTreeMap<String, u64>,
     data_start: u64,
@@ -131,6 +140,8 @@ struct Job {
     at: u64,
     /// The sample index of the first row, for messages.
     first_sample: usize,
+    /// Values per sample.
+    row_values: usize,
     values: Arc<Vec<f32>>,
 }
 
@@ -141,14 +152,14 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(file: File, target: PathBuf, row_values: usize, capacity: usize) -> Self {
+    fn start(file: File, target: PathBuf, capacity: usize) -> Self {
         let (queue, jobs) = sync_channel::<Job>(capacity);
         let thread = std::thread::spawn(move || {
             // After a failure keep receiving (and dropping) so the forward pass never blocks on a full queue.
             let mut result = Ok(());
             for job in jobs {
                 if result.is_ok() {
-                    result = write_job(&file, &target, row_values, &job);
+                    result = write_job(&file, &target, &job);
                 }
             }
             result
@@ -185,11 +196,11 @@ impl Drop for Writer {
 }
 
 /// Check `job`'s values and write them at their offset.
-fn write_job(file: &File, target: &Path, row_values: usize, job: &Job) -> Result<(), RecordError> {
+fn write_job(file: &File, target: &Path, job: &Job) -> Result<(), RecordError> {
     if let Some(bad) = job.values.iter().position(|v| !v.is_finite()) {
         return Err(RecordError::NotFinite {
             point: job.point.clone(),
-            sample: job.first_sample + bad / row_values,
+            sample: job.first_sample + bad / job.row_values.max(1),
         });
     }
     // safetensors is little-endian: on such a host the values are the bytes.
@@ -218,23 +229,41 @@ impl ProbeRecorder {
         samples: usize,
         device: &Device,
     ) -> Result<Self, RecordError> {
+        Self::create_with_inputs(out_dir, points, node_indices, latent, samples, None, device)
+    }
+
+    /// As [`Self::create`], with room for an `inputs` tensor [samples, nodes, input_channels] (F32) written by
+    /// [`Self::write_inputs`] when `input_channels` is given.
+    pub fn create_with_inputs(
+        out_dir: &Path,
+        points: Vec<HookPoint>,
+        node_indices: &[u32],
+        latent: usize,
+        samples: usize,
+        input_channels: Option<usize>,
+        device: &Device,
+    ) -> Result<Self, RecordError> {
         files::create_dir_all(out_dir)?;
         let nodes = node_indices.len();
-        let bytes_per_tensor = (samples * nodes * latent * 4) as u64;
         let mut header = serde_json::Map::new();
         let mut offsets = BTreeMap::new();
-        for (k, point) in points.iter().enumerate() {
-            let start = k as u64 * bytes_per_tensor;
-            let name = point.to_string();
+        let mut start = 0u64;
+        let tensors = points
+            .iter()
+            .map(|point| (point.to_string(), latent))
+            .chain(input_channels.map(|c| (INPUTS.to_string(), c)));
+        for (name, width) in tensors {
+            let bytes = (samples * nodes * width * 4) as u64;
             header.insert(
                 name.clone(),
                 serde_json::json!({
                     "dtype": "F32",
-                    "shape": [samples, nodes, latent],
-                    "data_offsets": [start, start + bytes_per_tensor],
+                    "shape": [samples, nodes, width],
+                    "data_offsets": [start, start + bytes],
                 }),
             );
             offsets.insert(name, start);
+            start += bytes;
         }
         let mut header = serde_json::to_vec(&header).expect("a JSON map always serialises");
         // The data section must start 8-byte aligned: pad the header with spaces.
@@ -244,7 +273,7 @@ impl ProbeRecorder {
         let target = file.target().to_path_buf();
         let disk = file.file();
         let writer_handle = disk
-            .set_len(data_start + points.len() as u64 * bytes_per_tensor)
+            .set_len(data_start + start)
             .and_then(|_| disk.write_all_at(&(header.len() as u64).to_le_bytes(), 0))
             .and_then(|_| disk.write_all_at(&header, 8))
             .and_then(|_| disk.try_clone())
@@ -261,10 +290,11 @@ impl ProbeRecorder {
                 .all(|(k, &n)| n as usize == k),
             nodes,
             latent,
+            input_channels,
             samples,
             offsets,
             data_start,
-            writer: Writer::start(writer_handle, target, nodes * latent, capacity),
+            writer: Writer::start(writer_handle, target, capacity),
             file,
             cursor: Cell::new(0),
             last_resid_post: RefCell::new(None),
@@ -276,6 +306,42 @@ impl ProbeRecorder {
     pub fn end_batch(&self, batch: usize) {
         self.cursor.set(self.cursor.get() + batch);
         self.last_resid_post.borrow_mut().take();
+    }
+
+    /// Write the input fields of the current forward pass (call before [`Self::end_batch`]); the writer thread
+    /// checks and writes them as it does the hook points' tensors.
+    ///
+    /// values: [batch, nodes, input_channels] row-major, the recorded nodes in the recorder's order.
+    pub fn write_inputs(&self, values: Vec<f32>, batch: usize) -> Result<(), RecordError> {
+        let Some(channels) = self.input_channels else {
+            return Err(RecordError::Invalid {
+                path: self.file.target().to_path_buf(),
+                reason: "this recording was created without an inputs tensor".into(),
+            });
+        };
+        if values.len() != batch * self.nodes * channels || self.cursor.get() + batch > self.samples
+        {
+            return Err(RecordError::Invalid {
+                path: self.file.target().to_path_buf(),
+                reason: format!(
+                    "{INPUTS}: {} values for a batch of {batch} at sample {} of {} ([batch, {}, {channels}] \
+                     expected)",
+                    values.len(),
+                    self.cursor.get(),
+                    self.samples,
+                    self.nodes
+                ),
+            });
+        }
+        let row_bytes = (self.nodes * channels * 4) as u64;
+        self.writer.send(Job {
+            point: INPUTS.into(),
+            at: self.data_start + self.offsets[INPUTS] + self.cursor.get() as u64 * row_bytes,
+            first_sample: self.cursor.get(),
+            row_values: self.nodes * channels,
+            values: Arc::new(values),
+        });
+        Ok(())
     }
 
     /// Wait for the writer, complete the file and rename it into place (on failure the temporary file is
@@ -351,6 +417,7 @@ impl ProbeRecorder {
             at: self.data_start + self.offsets[&name] + self.cursor.get() as u64 * row_bytes,
             point: name,
             first_sample: self.cursor.get(),
+            row_values: self.nodes * self.latent,
             values,
         });
         Ok(())

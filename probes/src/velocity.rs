@@ -11,6 +11,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::stats::{quantile_sorted, rank_trend_p_value, spearman};
+use crate::trend::{Trend, trend};
+
+/// Increments whose norms all lie within this fraction of the largest have "the same norm": a LayerNorm at the
+/// end of a layer fixes ‖v‖ = √D·γ up to its ε (a relative change of ε / var, about 10⁻⁵), far below the spread
+/// of any increment the dynamics set.
+pub const EQUAL_NORM_TOLERANCE: f64 = 1e-3;
 
 /// What a caller can get wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -104,6 +110,12 @@ pub struct VelocityProfile {
     /// the more it turns. Rows that never move (Σ_i |v_i| = 0) are left out.
     pub straightness: f64,
     pub decay: DecayStatistic,
+    /// The verdict on mean |v_i| over depth, from significance and size ([`crate::trend`]): `falls` = the
+    /// increments decay. Undetermined, with the reason, when every increment is zero or every increment has
+    /// the same norm (a normalisation fixes it), or with fewer than 3 layers.
+    pub trend: Trend,
+    /// Facts that qualify the figures (e.g. each layer's increments share one norm).
+    pub notes: Vec<String>,
 }
 
 /// Velocity figures of a stack of layers. Every layer's tensors are [rows, latent]; values may be f32 (as
@@ -171,16 +183,59 @@ pub fn velocity_profile<'a, T: Copy + Into<f64> + Sync>(
         (path_length > 0.0).then(|| displacement / path_length)
     });
 
-    let decay = decay_statistic(
-        &norms,
-        rows_out.iter().map(|row| row.norm_mean).collect(),
-        options,
-    );
+    let means: Vec<f64> = rows_out.iter().map(|row| row.norm_mean).collect();
+    let decay = decay_statistic(&norms, means.clone(), options);
+    let (trend, notes) = size_verdict(&norms, &means, options.seed);
     Ok(VelocityProfile {
         layers: rows_out,
         straightness,
         decay,
+        trend,
+        notes,
     })
+}
+
+/// The trend verdict on the layer means, withheld when the increments' sizes are fixed by construction.
+/// norms: [layers][rows].
+fn size_verdict(norms: &[Vec<f64>], means: &[f64], seed: u64) -> (Trend, Vec<String>) {
+    let spread = |values: &mut dyn Iterator<Item = f64>| {
+        values.fold((f64::INFINITY, 0.0f64), |(low, high), v| {
+            (low.min(v), high.max(v))
+        })
+    };
+    let (low, high) = spread(&mut norms.iter().flatten().copied());
+    if high == 0.0 {
+        return (
+            Trend::undetermined(
+                "every increment is zero (|v_i| = 0 at every row and layer): nothing moves",
+            ),
+            Vec::new(),
+        );
+    }
+    if high - low <= EQUAL_NORM_TOLERANCE * high {
+        return (
+            Trend::undetermined(format!(
+                "every increment has the same norm (|v_i| = {high:.4} to {:.1} % at every row and layer): the \
+                 increments end in a normalisation, so their size is fixed by construction and says nothing about \
+                 the dynamics",
+                100.0 * EQUAL_NORM_TOLERANCE
+            )),
+            Vec::new(),
+        );
+    }
+    let mut notes = Vec::new();
+    let per_layer_fixed = norms.iter().all(|layer| {
+        let (low, high) = spread(&mut layer.iter().copied());
+        high - low <= EQUAL_NORM_TOLERANCE * high
+    });
+    if per_layer_fixed {
+        notes.push(
+            "within each layer every increment has the same norm: a normalisation sets it, so the trend over \
+             depth compares the normalisations' scales, not the dynamics"
+                .to_string(),
+        );
+    }
+    (trend(means, seed), notes)
 }
 
 fn check_layers<T: Copy + Into<f64> + Sync>(
@@ -388,6 +443,7 @@ mod tests {
             .collect();
         let result = profile(&layers, rows, latent);
         assert_eq!(result.decay.spearman_rho, -1.0);
+        assert_eq!(result.trend.direction, crate::trend::Direction::Falls);
         let [lo, hi] = result.decay.ci.unwrap();
         assert!(lo <= -1.0 + 1e-12 && hi <= -1.0 + 1e-12, "[{lo}, {hi}]");
         let means: Vec<f64> = result.layers.iter().map(|row| row.norm_mean).collect();
@@ -415,6 +471,72 @@ mod tests {
             "{}",
             lines[2]
         );
+    }
+
+    #[test]
+    fn equal_norm_and_zero_increments_are_undetermined_and_size_is_required() {
+        use crate::trend::Direction;
+        // Increments of norm exactly 2 at every row and layer (as after a LayerNorm), in changing directions:
+        // equal by construction, whatever a rank test of the (rounding-level) layer means would say.
+        let (rows, latent, depth) = (50, 4, 6);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let layers: Vec<(Vec<f64>, Vec<f64>)> = (0..depth)
+            .map(|_| {
+                let v: Vec<f64> = (0..rows)
+                    .flat_map(|_| {
+                        let raw: Vec<f64> =
+                            (0..latent).map(|_| rng.random_range(-1.0..1.0)).collect();
+                        let n = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+                        raw.into_iter().map(move |x| 2.0 * x / n)
+                    })
+                    .collect();
+                (vec![1.0; rows * latent], v)
+            })
+            .collect();
+        let result = profile(&layers, rows, latent);
+        assert_eq!(result.trend.direction, Direction::Undetermined);
+        assert!(
+            result.trend.reason.contains("same norm"),
+            "{}",
+            result.trend.reason
+        );
+        let zeros: Vec<(Vec<f64>, Vec<f64>)> =
+            (0..3).map(|_| (vec![1.0; 8], vec![0.0; 8])).collect();
+        let result = profile(&zeros, 4, 2);
+        assert_eq!(result.trend.direction, Direction::Undetermined);
+        assert!(
+            result.trend.reason.contains("zero"),
+            "{}",
+            result.trend.reason
+        );
+        // Each layer's norm fixed (2, 1.99, 1.98, ...): significant rank decay, but 1 % in all: no verdict of decay.
+        let fixed: Vec<(Vec<f64>, Vec<f64>)> = (0..6)
+            .map(|i| {
+                (
+                    vec![1.0; 8],
+                    vec![2.0 - 0.004 * i as f64, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                )
+            })
+            .map(|(x, mut v)| {
+                v[2] = v[0];
+                v[4] = v[0];
+                v[6] = v[0];
+                (x, v)
+            })
+            .collect();
+        let result = profile(&fixed, 4, 2);
+        assert_eq!(
+            result.trend.direction,
+            Direction::NoTrend,
+            "{}",
+            result.trend.reason
+        );
+        assert!(
+            result.trend.reason.contains("too small"),
+            "{}",
+            result.trend.reason
+        );
+        assert_eq!(result.notes.len(), 1, "each layer's norm is fixed");
     }
 
     #[test]

@@ -514,6 +514,9 @@ def test_probes_json_schema():
     validator = jsonschema.Draft202012Validator(sub)
     assert list(validator.iter_errors(meta)) == []
     assert list(validator.iter_errors({**meta, "extra": 1})) == []  # serde ignores unknown fields
+    described = {**meta, "inputs": "the model's input at the grid point nearest each node"}
+    assert list(validator.iter_errors(described)) == []  # optional description of the inputs tensor
+    assert list(validator.iter_errors({**meta, "inputs": 3})), "inputs is a description"
     for bad in ({k: v for k, v in meta.items() if k != "mesh_level"}, {**meta, "hooks": ["processor.0.x"]},
                 {**meta, "sample_times": ["2001-01-01 00:00"]}, {**meta, "latent_size": 0}):
         assert list(validator.iter_errors(bad)), bad

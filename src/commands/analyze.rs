@@ -1,4 +1,5 @@
-//! `weatherlens analyze REC`: velocity decay, straightness and spectral centroid of a probe recording.
+//! `weatherlens analyze REC`: velocity decay, straightness and spectral centroid of a recording: a recording
+//! folder (or a run folder holding `probes/`) or a plain recording file exported from any model.
 
 use std::path::PathBuf;
 
@@ -10,9 +11,9 @@ use weatherlens::stages::probe::recording_dir;
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    /// A recording folder (or a run folder holding `probes/`).
+    /// A recording folder (or a run folder holding `probes/`), or a plain recording file (docs/recording.md).
     pub recording: PathBuf,
-    /// Output folder (default: <recording>/../analysis).
+    /// Output folder (default: <recording>/../analysis for a folder, <file stem>-analysis beside a file).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Bootstrap draws for the decay statistic's interval.
@@ -24,13 +25,27 @@ pub struct AnalyzeArgs {
 }
 
 pub fn run(args: AnalyzeArgs) -> Result<()> {
-    let recording = recording_dir(&args.recording);
+    let recording = if args.recording.is_dir() {
+        recording_dir(&args.recording)
+    } else {
+        args.recording.clone()
+    };
     let out = args.out.unwrap_or_else(|| {
-        recording
-            .parent()
-            .map_or_else(|| PathBuf::from("analysis"), |p| p.join("analysis"))
+        if recording.is_dir() {
+            recording
+                .parent()
+                .map_or_else(|| PathBuf::from("analysis"), |p| p.join("analysis"))
+        } else {
+            let stem = recording
+                .file_stem()
+                .map_or_else(|| "recording".into(), |s| s.to_string_lossy().to_string());
+            recording.with_file_name(format!("{stem}-analysis"))
+        }
     });
     let result = analyze(&recording, &out, args.bootstrap)?;
+    for warning in &result.warnings {
+        tracing::warn!("{warning}");
+    }
     if args.json {
         super::print_json(&result)
     } else {

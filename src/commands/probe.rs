@@ -1,10 +1,12 @@
-//! `weatherlens probe`: record X_i, v_i, X_{i+1} of a trained model's processor.
+//! `weatherlens probe`: record X_i, v_i, X_{i+1} of a trained model's processor (and the model's input fields
+//! at the nodes); with `--untrained`, the same architecture at initialisation (the untrained control of
+//! alignment).
 
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use weatherlens::stages::probe::{CaptureOptions, probe};
+use weatherlens::stages::probe::{CaptureOptions, probe, probe_untrained};
 use weatherlens::stages::run_folder;
 use weatherlens_probes::record::NodeSelection;
 use weatherlens_training::restore::restore;
@@ -17,9 +19,13 @@ pub struct ProbeArgs {
     /// A run folder or checkpoint folder.
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Output folder (default: <run folder>/probes).
+    /// Output folder (default: <run folder>/probes, or <run folder>/untrained with --untrained).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Record the run's architecture at initialisation (its config's seed, no training) on the same samples and
+    /// inputs: the untrained control for `compare --untrained-a/-b`.
+    #[arg(long)]
+    pub untrained: bool,
     /// Number of initial times to record.
     #[arg(long, default_value_t = 16)]
     pub samples: usize,
@@ -87,10 +93,18 @@ pub fn run(args: ProbeArgs, context: &Context) -> Result<()> {
         ..CaptureOptions::default()
     };
     let restored = restore(&args.checkpoint, &context.device, context.kernels)?;
-    let out = args
-        .out
-        .unwrap_or_else(|| run_folder(&args.checkpoint).join("probes"));
-    let meta = probe(&restored, &options, &out)?;
+    let out = args.out.unwrap_or_else(|| {
+        run_folder(&args.checkpoint).join(if args.untrained {
+            "untrained"
+        } else {
+            "probes"
+        })
+    });
+    let meta = if args.untrained {
+        probe_untrained(&restored, &options, &out)?
+    } else {
+        probe(&restored, &options, &out)?
+    };
     tracing::info!(
         "recorded {} hook points x {} samples x {} nodes into {}",
         meta.hooks.len(),

@@ -64,7 +64,7 @@ fn write_report(
     nulls: usize,
 ) -> Result<(StudyReport, PathBuf)> {
     let out = runs_root.join(&study.name).join("report");
-    let report = collect(&study.name, planned, outcomes, nulls)?;
+    let report = collect(&study.name, planned, outcomes, nulls, &study.alignment)?;
     let unit = AtomicDir::create(&out)?;
     render(&report, unit.path())?;
     unit.commit()?;

@@ -3,7 +3,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use weatherlens_probes::alignment::ExcessVerdict;
+use weatherlens_probes::analysis::velocity_words;
 use weatherlens_probes::inputs::Region;
+use weatherlens_probes::local_alignment::LocalGroup;
 use weatherlens_training::config::RunConfig;
 use weatherlens_training::evaluate::Evaluation;
 
@@ -60,30 +63,71 @@ pub fn demo_markdown(r: &DemoReport) -> String {
     for d in &study_report.dynamics {
         let _ = writeln!(
             md,
-            "- `{}`: decay ρ = {:.2}{}, centroid trend of v_i ρ = {}",
+            "- `{}`: decay ρ = {:.2}{}, |v_last| / |v_0| = {}: {}; centroid trend of v_i ρ = {}",
             d.model,
             d.decay_rho,
             d.decay_ci
                 .map_or(String::new(), |[lo, hi]| format!(" [{lo:.2}, {hi:.2}]")),
+            d.last_over_first
+                .map_or("n/a".into(), |r| format!("{r:.2}")),
+            velocity_words(d.verdict),
             d.centroid_trend_v
                 .map_or("n/a".into(), |t| format!("{t:.2}"))
         );
     }
-    if let Some(p) = study_report
+    let two = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));
+    let order = |name: &str| study_report.runs.iter().position(|r| r.name == name);
+    for p in study_report
         .alignment
         .iter()
-        .find(|p| p.region == Region::Global)
+        .filter(|p| p.region == Region::Global && order(&p.a) < order(&p.b))
     {
+        let excess = p.excess.as_ref().map(|e| &e.cknna);
         let _ = writeln!(
             md,
-            "- CKNNA(`{}`, `{}`) at the last layer = {:.2} (null 95th percentile {})",
+            "- pooled CKNNA(`{}`, `{}`) at the last layer = {:.2}; controls: permutation null p95 {}, untrained {}, \
+             inputs {} / {}; excess {}{}: {}",
             p.a,
             p.b,
             p.metrics.cknna,
-            p.null
-                .as_ref()
-                .map_or("n/a".into(), |n| format!("{:.2}", n.cknna.p95))
+            two(p.null.as_ref().map(|n| n.cknna.p95)),
+            two(p.controls.untrained.as_ref().map(|m| m.cknna)),
+            two(p.controls.input_x.as_ref().map(|m| m.cknna)),
+            two(p.controls.input_y.as_ref().map(|m| m.cknna)),
+            two(excess.map(|e| e.value)),
+            excess
+                .and_then(|e| e.ci)
+                .map_or(String::new(), |[lo, hi]| format!(" [{lo:.2}, {hi:.2}]")),
+            excess.map_or("no controls", |e| excess_words(e.verdict))
         );
+    }
+    if let Some(local) = &study_report.local_alignment {
+        for pair in &local.pairs {
+            if let Some(s) = pair
+                .summaries
+                .iter()
+                .find(|s| s.group == LocalGroup::Global)
+            {
+                let m = &s.metrics.cknna;
+                let _ = writeln!(
+                    md,
+                    "- per-location CKNNA(`{}`, `{}`) (rows = {} times at each of {} nodes), mean {:.2}; untrained {}, \
+                     inputs {} / {}; excess {}{}: {}",
+                    pair.x,
+                    pair.y,
+                    s.times,
+                    s.locations,
+                    m.mean,
+                    two(m.untrained),
+                    two(m.input_x),
+                    two(m.input_y),
+                    two(m.excess),
+                    m.excess_ci
+                        .map_or(String::new(), |[lo, hi]| format!(" [{lo:.2}, {hi:.2}]")),
+                    m.verdict.map_or("no controls", excess_words)
+                );
+            }
+        }
     }
     if let (Some(aa), Some(ap)) = (study_report.mean_r_ai_ai, study_report.mean_r_ai_physics) {
         let _ = writeln!(
@@ -101,4 +145,12 @@ pub fn demo_markdown(r: &DemoReport) -> String {
         r.total_seconds
     );
     md
+}
+
+fn excess_words(verdict: ExcessVerdict) -> &'static str {
+    match verdict {
+        ExcessVerdict::AboveControls => "above controls",
+        ExcessVerdict::NotAboveControls => "not above controls",
+        ExcessVerdict::Undetermined => "undetermined",
+    }
 }

@@ -105,6 +105,102 @@ pub struct HeatMap<'a, S: AsRef<str>> {
     pub value_range: Option<(f64, f64)>,
 }
 
+/// Values at points on the globe: `lat`, `lon` (degrees) and `values` of equal length.
+#[derive(Debug, Clone, Copy)]
+pub struct PointMap<'a> {
+    pub title: &'a str,
+    pub lat: &'a [f64],
+    pub lon: &'a [f64],
+    pub values: &'a [f64],
+    /// Colour scale limits; None takes the finite values' minimum and maximum.
+    pub value_range: Option<(f64, f64)>,
+}
+
+/// Writes `stem`.png and `stem`.svg: every point a dot coloured by its value on a longitude × latitude frame
+/// (equirectangular, −180..180 × −90..90; non-finite values grey), with a colour bar.
+pub fn point_map(stem: &Path, map: &PointMap) -> Result<PlotFiles, PlotError> {
+    if map.lat.len() != map.values.len()
+        || map.lon.len() != map.values.len()
+        || map.values.is_empty()
+    {
+        return Err(PlotError::HeatMapShape {
+            title: map.title.to_owned(),
+            values: map.values.len(),
+            rows: map.lat.len(),
+            columns: map.lon.len(),
+        });
+    }
+    let range = map
+        .value_range
+        .or_else(|| {
+            let finite = || map.values.iter().copied().filter(|value| value.is_finite());
+            Some((finite().reduce(f64::min)?, finite().reduce(f64::max)?))
+        })
+        .map_or((0.0, 1.0), |(low, high)| {
+            if high > low {
+                (low, high)
+            } else {
+                (low - 0.5, low + 0.5)
+            }
+        });
+    write_figure(stem, &MapFigure { map, range })
+}
+
+struct MapFigure<'a> {
+    map: &'a PointMap<'a>,
+    range: (f64, f64),
+}
+
+impl Figure for MapFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(|error| error.to_string())?;
+        let (map_area, bar_area) = root.split_horizontally(FIGURE_SIZE.0 - COLOUR_BAR_WIDTH);
+        let mut chart = ChartBuilder::on(&map_area)
+            .caption(self.map.title, (FONT, 22))
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(-180.0..180.0, -90.0..90.0)
+            .map_err(|error| error.to_string())?;
+        chart
+            .configure_mesh()
+            .x_labels(7)
+            .y_labels(7)
+            .x_desc("longitude (°E)")
+            .y_desc("latitude (°N)")
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 15))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|error| error.to_string())?;
+        let (width, height) = chart.plotting_area().dim_in_pixel();
+        // Dots about the size of a node's share of the frame.
+        let per_point =
+            (f64::from(width) * f64::from(height) / self.map.values.len() as f64).sqrt();
+        let radius = (0.45 * per_point).clamp(1.5, 12.0) as i32;
+        let (low, high) = self.range;
+        chart
+            .draw_series(
+                self.map
+                    .lat
+                    .iter()
+                    .zip(self.map.lon)
+                    .zip(self.map.values)
+                    .map(|((&lat, &lon), &value)| {
+                        let lon = (lon + 180.0).rem_euclid(360.0) - 180.0;
+                        let colour = if value.is_finite() {
+                            viridis((value - low) / (high - low))
+                        } else {
+                            RGBColor(190, 190, 190)
+                        };
+                        Circle::new((lon, lat), radius, colour.filled())
+                    }),
+            )
+            .map_err(|error| error.to_string())?;
+        draw_colour_bar(&bar_area, self.range)
+    }
+}
+
 /// Writes `stem`.png and `stem`.svg with the curves, axis labels and a legend.
 pub fn line_plot(stem: &Path, plot: &LinePlot) -> Result<PlotFiles, PlotError> {
     let finite = || {
@@ -608,6 +704,37 @@ mod tests {
             heat_map(&dir.path().join("bad"), &wrong),
             Err(PlotError::HeatMapShape { .. })
         ));
+    }
+
+    #[test]
+    fn point_map_writes_png_and_svg_with_its_title() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = point_map(
+            &dir.path().join("map"),
+            &PointMap {
+                title: "CKNNA by location",
+                lat: &[0.0, 45.0, -60.0],
+                lon: &[0.0, 200.0, -90.0],
+                values: &[0.1, 0.5, f64::NAN],
+                value_range: Some((0.0, 1.0)),
+            },
+        )
+        .unwrap();
+        let svg = assert_figure(&files);
+        assert!(svg.contains("CKNNA by location"));
+        assert!(
+            point_map(
+                &dir.path().join("bad"),
+                &PointMap {
+                    title: "x",
+                    lat: &[0.0],
+                    lon: &[0.0, 1.0],
+                    values: &[0.0],
+                    value_range: None,
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -1,21 +1,38 @@
-//! The analyze stage: velocity decay, straightness and spectral centroid of a recording, written as
-//! `analysis.json`, `velocity.csv`, `centroid.csv`, plots and `report.md`.
+//! The analyze stage: velocity decay, straightness and spectral centroid of a recording (a recording folder or
+//! a plain recording file from any model), written as `analysis.json`, `velocity.csv`, `centroid.csv`, plots
+//! and `report.md`.
 
 use std::path::Path;
 
 use weatherlens_models::files::AtomicDir;
-use weatherlens_probes::analysis::{self, Analysis};
+use weatherlens_probes::analysis::{self, Analysis, AnalyzeOptions};
 
 use super::StageError;
 use crate::report::analysis::write_analysis;
 
-/// Analyses the recording in `recording` and writes the outputs into `out_dir` as one unit.
+/// Analyses the recording at `recording` and writes the outputs into `out_dir` as one unit.
 pub fn analyze(
     recording: &Path,
     out_dir: &Path,
     bootstrap_draws: usize,
 ) -> Result<Analysis, StageError> {
-    let result = analysis::analyze(recording, bootstrap_draws)?;
+    analyze_with(
+        recording,
+        out_dir,
+        &AnalyzeOptions {
+            bootstrap_draws,
+            ..AnalyzeOptions::default()
+        },
+    )
+}
+
+/// [`analyze`] with every option.
+pub fn analyze_with(
+    recording: &Path,
+    out_dir: &Path,
+    options: &AnalyzeOptions,
+) -> Result<Analysis, StageError> {
+    let result = analysis::analyze(recording, options)?;
     let unit = AtomicDir::create(out_dir)?;
     write_analysis(&result, unit.path())?;
     unit.commit()?;

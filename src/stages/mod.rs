@@ -5,10 +5,12 @@
 //! evaluate  checkpoint -> scorecard.csv, errors.csv, RMSE plots           (evaluate.rs)
 //! probe     checkpoint -> recording of X_i, v_i, X_{i+1}                  (probe.rs)
 //! analyze   recording -> velocity decay, spectral centroid, report        (analyze.rs)
+//! compare   two recordings -> alignment with controls, pooled or per location (compare.rs)
 //! jacobian  checkpoint -> Jacobian asymmetry and interaction range        (jacobian.rs)
 //! ```
 
 pub mod analyze;
+pub mod compare;
 pub mod evaluate;
 pub mod jacobian;
 pub mod probe;
@@ -42,6 +44,12 @@ pub enum StageError {
     Record(#[from] RecordError),
     #[error(transparent)]
     Analysis(#[from] AnalysisError),
+    #[error(transparent)]
+    Recording(#[from] weatherlens_probes::recording::RecordingError),
+    #[error(transparent)]
+    Pairing(#[from] weatherlens_probes::pairing::PairingError),
+    #[error(transparent)]
+    Alignment(#[from] weatherlens_probes::alignment::AlignmentError),
     #[error(transparent)]
     Jacobian(#[from] JacobianError),
     #[error(transparent)]

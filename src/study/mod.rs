@@ -18,6 +18,8 @@
 //! seed = [1, 2]
 //! ```
 //!
+//! `[probe]` sets how each run is recorded (samples, hours between them), `[alignment]` how the report compares
+//! the recordings (k, pooled rows, per-location alignment, seasons).
 //! Re-running skips finished steps and resumes unfinished training; a run that fails is reported and the
 //! others go on. Each run records its outcome in its folder ([`outcome`]), so the report can be rebuilt from the
 //! run folders alone; [`slurm`] runs the study as a Slurm job array (`study --dispatch slurm`) with an optional
@@ -76,6 +78,48 @@ pub struct StudyConfig {
     /// `#SBATCH` options of the jobs of `study --dispatch slurm`.
     #[serde(default)]
     pub slurm: SlurmConfig,
+    #[serde(default)]
+    pub alignment: StudyAlignment,
+}
+
+/// How the study report compares the runs' recordings (last processor layer).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StudyAlignment {
+    /// Neighbours for CKNNA and mutual kNN (the seed's k = 10).
+    pub k: usize,
+    /// Rows (sample, node) of each pooled comparison: a seeded subsample beyond.
+    pub pooled_rows: usize,
+    /// Subsample draws for the intervals of the pooled figures and their excess over the controls.
+    pub ci_draws: usize,
+    /// Alignment at every node with rows = the sample times there (needs samples ≥ 5k for the kNN metrics).
+    pub per_location: bool,
+    /// Summaries by season (winter / summer mid-latitudes). `auto`: when the data is not the built-in
+    /// atmosphere, which has no seasonal cycle.
+    pub seasons: Seasons,
+    pub seed: u64,
+}
+
+/// Whether the per-location summaries split by season.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Seasons {
+    Auto,
+    Yes,
+    No,
+}
+
+impl Default for StudyAlignment {
+    fn default() -> Self {
+        Self {
+            k: 10,
+            pooled_rows: 4000,
+            ci_draws: 20,
+            per_location: true,
+            seasons: Seasons::Auto,
+            seed: 0,
+        }
+    }
 }
 
 fn one() -> usize {

@@ -1,4 +1,5 @@
-//! Executing a study's runs: each run goes through the [`Stage`]s in order, each stage the same function its
+//! Executing a study's runs: each run goes through the [`Stage`]s in order (train, evaluate, probe, controls =
+//! the same probe at initialisation, analyze, jacobian), each stage the same function its
 //! subcommand calls ([`crate::stages`]). A stage whose output folder exists was finished (every stage writes
 //! its folder as one unit), so a re-run skips it; a failed run is reported and the others go on.
 
@@ -23,6 +24,8 @@ pub enum Stage {
     Train,
     Evaluate,
     Probe,
+    /// The untrained control: the same probe of the architecture at initialisation (no training).
+    Controls,
     Analyze,
     Jacobian,
 }
@@ -34,6 +37,7 @@ impl Stage {
             Stage::Train => "train",
             Stage::Evaluate => "evaluation",
             Stage::Probe => "probes",
+            Stage::Controls => "untrained",
             Stage::Analyze => "analysis",
             Stage::Jacobian => "jacobian",
         }
@@ -46,6 +50,7 @@ impl std::fmt::Display for Stage {
             Stage::Train => "train",
             Stage::Evaluate => "evaluate",
             Stage::Probe => "probe",
+            Stage::Controls => "controls",
             Stage::Analyze => "analyze",
             Stage::Jacobian => "jacobian",
         };
@@ -170,17 +175,28 @@ fn stages_of(
         )
         .map_err(at(Stage::Evaluate))?;
     }
+    let capture = CaptureOptions {
+        samples: options.probe.samples,
+        every_hours: options.probe.every_hours,
+        ..CaptureOptions::default()
+    };
     let probe_fresh = !reuse(Stage::Probe);
+    let mut restored = None;
     if probe_fresh {
-        let restored =
+        let model =
             restore(&train_dir, device, options.kernels).map_err(|e| at(Stage::Probe)(e.into()))?;
-        let capture = CaptureOptions {
-            samples: options.probe.samples,
-            every_hours: options.probe.every_hours,
-            ..CaptureOptions::default()
+        stages::probe::probe(&model, &capture, &folder(Stage::Probe)).map_err(at(Stage::Probe))?;
+        restored = Some(model);
+    }
+    // The controls stage follows its recording: redone whenever the probe was.
+    if probe_fresh || !reuse(Stage::Controls) {
+        let model = match restored.take() {
+            Some(model) => model,
+            None => restore(&train_dir, device, options.kernels)
+                .map_err(|e| at(Stage::Controls)(e.into()))?,
         };
-        stages::probe::probe(&restored, &capture, &folder(Stage::Probe))
-            .map_err(at(Stage::Probe))?;
+        stages::probe::probe_untrained(&model, &capture, &folder(Stage::Controls))
+            .map_err(at(Stage::Controls))?;
     }
     if probe_fresh || !reuse(Stage::Analyze) {
         stages::analyze::analyze(

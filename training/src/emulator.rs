@@ -121,6 +121,15 @@ impl Emulator {
         self.channels
     }
 
+    /// Channels of [`Self::model_input`]: 2 × dynamic + static.
+    pub fn model_input_channels(&self) -> usize {
+        let statics = self
+            .split
+            .as_ref()
+            .map_or(0, |split| split.statics.dims()[0]);
+        2 * self.channels - statics
+    }
+
     pub fn grid_points(&self) -> usize {
         self.grid_points
     }

@@ -16,6 +16,7 @@
 
 mod cka;
 mod compare;
+mod controls;
 mod knn;
 mod representation;
 #[cfg(test)]
@@ -23,6 +24,10 @@ mod tests;
 
 pub use cka::{HsicEstimator, cka, cka_matrix, hsic_biased, hsic_unbiased};
 pub use compare::{AlignmentReport, CompareOptions, NullSummary, compare};
+pub use controls::{
+    ControlledPair, ControlledReport, Controls, Excess, ExcessVerdict, MIN_ROWS_PER_NEIGHBOUR,
+    compare_panel,
+};
 pub use knn::{cknna, mutual_knn};
 pub use representation::{Preprocessing, Representation, preprocess};
 
@@ -103,13 +108,6 @@ pub struct MetricSet<T> {
     pub cknna: T,
     /// (1/n) Σ_i |N_X(i) ∩ N_Y(i)| / k.
     pub mutual_knn: T,
-}
-
-impl MetricSet<f64> {
-    /// One metric's values across draws.
-    fn column(draws: &[MetricSet<f64>], metric: fn(&MetricSet<f64>) -> f64) -> Vec<f64> {
-        draws.iter().map(metric).collect()
-    }
 }
 
 /// The four metrics at once, sharing the neighbour search and the centring.

@@ -645,3 +645,256 @@ fn errors_name_the_problem() {
         Err(AlignmentError::TooFewSamples { .. })
     ));
 }
+
+/// A random-initialised two-layer network applied to `inputs` ([rows, channels]): tanh(I·W₁ + b)·W₂ with
+/// Gaussian weights scaled by 1/√fan-in, drawn from `seed`. -> [rows, width]
+fn random_network(inputs: &[f64], channels: usize, width: usize, seed: u64) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let hidden = 32;
+    let w1: Vec<f64> = gaussian(channels * hidden, &mut rng)
+        .iter()
+        .map(|w| w / (channels as f64).sqrt())
+        .collect();
+    let b: Vec<f64> = gaussian(hidden, &mut rng);
+    let w2: Vec<f64> = gaussian(hidden * width, &mut rng)
+        .iter()
+        .map(|w| w / (hidden as f64).sqrt())
+        .collect();
+    inputs
+        .chunks(channels)
+        .flat_map(|row| {
+            let h: Vec<f64> = (0..hidden)
+                .map(|j| {
+                    (b[j]
+                        + (0..channels)
+                            .map(|c| row[c] * w1[c * hidden + j])
+                            .sum::<f64>())
+                    .tanh()
+                })
+                .collect();
+            (0..width)
+                .map(|o| (0..hidden).map(|j| h[j] * w2[j * width + o]).sum::<f64>())
+                .collect::<Vec<f64>>()
+        })
+        .collect()
+}
+
+fn metric_values(m: &MetricSet<Excess>) -> [&Excess; 4] {
+    [&m.cka_biased, &m.cka_unbiased, &m.cknna, &m.mutual_knn]
+}
+
+#[test]
+fn two_random_init_networks_on_the_same_inputs_are_not_above_their_controls() {
+    // X and Y: two independent random-init networks of different widths on the same inputs. Their alignment
+    // is far above the permutation null, yet it is what untrained networks give: with the untrained control
+    // being these very networks the excess is exactly 0 for every metric, and "not above controls".
+    let (rows, channels) = (400, 4);
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let inputs = gaussian(rows * channels, &mut rng);
+    let x = random_network(&inputs, channels, 16, 1);
+    let y = random_network(&inputs, channels, 24, 2);
+    let reps = [
+        Representation::new("X", &x, rows, 16).unwrap(),
+        Representation::new("Y", &y, rows, 24).unwrap(),
+        Representation::new("inputs", &inputs, rows, channels).unwrap(),
+    ];
+    let options = CompareOptions {
+        null_draws: 20,
+        ci_draws: 20,
+        seed: 3,
+        ..CompareOptions::default()
+    };
+    let pair = ControlledPair {
+        x: 0,
+        y: 1,
+        untrained: Some((0, 1)),
+        inputs_x: Some(2),
+        inputs_y: Some(2),
+    };
+    let report = compare_panel(&reps, None, &[pair], &options)
+        .unwrap()
+        .remove(0);
+    let null = report.alignment.null.unwrap();
+    assert!(
+        report.alignment.metrics.cknna > null.cknna.p95,
+        "far above the null"
+    );
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let excess = report.excess.unwrap();
+    for e in metric_values(&excess) {
+        assert!(e.value <= 1e-12, "{e:?}");
+        assert_eq!(e.verdict, ExcessVerdict::NotAboveControls, "{e:?}");
+    }
+    // The same with an untrained control drawn afresh (other seeds of the same architectures): still not above
+    // controls, since each network mirrors its inputs at least as much as it mirrors the other network.
+    let x0 = random_network(&inputs, channels, 16, 11);
+    let y0 = random_network(&inputs, channels, 24, 12);
+    let reps = [
+        reps[0],
+        reps[1],
+        reps[2],
+        Representation::new("X0", &x0, rows, 16).unwrap(),
+        Representation::new("Y0", &y0, rows, 24).unwrap(),
+    ];
+    let pair = ControlledPair {
+        untrained: Some((3, 4)),
+        ..pair
+    };
+    let report = compare_panel(&reps, None, &[pair], &options)
+        .unwrap()
+        .remove(0);
+    for e in metric_values(report.excess.as_ref().unwrap()) {
+        assert_eq!(e.verdict, ExcessVerdict::NotAboveControls, "{e:?}");
+    }
+}
+
+#[test]
+fn a_latent_that_is_a_linear_map_of_the_inputs_is_explained_by_the_input_baseline() {
+    // X = I·Q_X·2 and Y = I·Q_Y (orthogonal maps): every metric of (X, I) is 1, since the Gram matrices agree up to
+    // scale; metric(X, Y) cannot exceed it. The largest control is an input baseline and the excess is ≤ 0.
+    let (rows, channels) = (300, 6);
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let inputs = gaussian(rows * channels, &mut rng);
+    let x: Vec<f64> = times(&inputs, channels, &orthogonal(channels, &mut rng))
+        .iter()
+        .map(|v| 2.0 * v)
+        .collect();
+    let y = times(&inputs, channels, &orthogonal(channels, &mut rng));
+    let reps = [rep(&x, rows), rep(&y, rows), rep(&inputs, rows)];
+    let pair = ControlledPair {
+        x: 0,
+        y: 1,
+        untrained: None,
+        inputs_x: Some(2),
+        inputs_y: Some(2),
+    };
+    let options = CompareOptions {
+        null_draws: 0,
+        ci_draws: 10,
+        ..CompareOptions::default()
+    };
+    let report = compare_panel(&reps, None, &[pair], &options)
+        .unwrap()
+        .remove(0);
+    let input_x = report.controls.input_x.unwrap();
+    for value in [
+        input_x.cka_biased,
+        input_x.cka_unbiased,
+        input_x.cknna,
+        input_x.mutual_knn,
+    ] {
+        assert!((value - 1.0).abs() < 1e-9, "{value}");
+    }
+    for e in metric_values(report.excess.as_ref().unwrap()) {
+        assert!(e.largest.starts_with("input_"), "{e:?}");
+        assert!(e.value <= 1e-9, "{e:?}");
+        assert_eq!(e.verdict, ExcessVerdict::NotAboveControls);
+    }
+}
+
+#[test]
+fn a_shared_signal_beyond_the_inputs_is_above_controls_and_small_samples_get_no_knn_verdict() {
+    // X and Y share a component S that the inputs do not carry (and the untrained control lacks): CKA(X, Y)
+    // is high, the controls low, and the excess's interval lies above 0.
+    let (rows, channels) = (400, 3);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let inputs = gaussian(rows * channels, &mut rng);
+    let shared = gaussian(rows * 4, &mut rng);
+    let noise_x = gaussian(rows * 4, &mut rng);
+    let noise_y = gaussian(rows * 4, &mut rng);
+    let x: Vec<f64> = shared
+        .iter()
+        .zip(&noise_x)
+        .map(|(s, e)| s + 0.3 * e)
+        .collect();
+    let y: Vec<f64> = shared
+        .iter()
+        .zip(&noise_y)
+        .map(|(s, e)| s + 0.3 * e)
+        .collect();
+    let x0 = gaussian(rows * 4, &mut rng);
+    let y0 = gaussian(rows * 4, &mut rng);
+    let reps = [
+        rep(&x, rows),
+        rep(&y, rows),
+        rep(&x0, rows),
+        rep(&y0, rows),
+        rep(&inputs, rows),
+    ];
+    let pair = ControlledPair {
+        x: 0,
+        y: 1,
+        untrained: Some((2, 3)),
+        inputs_x: Some(4),
+        inputs_y: Some(4),
+    };
+    // Rows in 40 groups of 10 (like sample times): the interval drops whole groups.
+    let groups: Vec<usize> = (0..rows).map(|r| r / 10).collect();
+    let options = CompareOptions {
+        null_draws: 0,
+        ci_draws: 20,
+        ..CompareOptions::default()
+    };
+    let report = compare_panel(&reps, Some(&groups), &[pair], &options)
+        .unwrap()
+        .remove(0);
+    for e in metric_values(report.excess.as_ref().unwrap()) {
+        let [lo, hi] = e.ci.unwrap();
+        assert!(lo > 0.0 && lo <= e.value && e.value <= hi, "{e:?}");
+        assert_eq!(e.verdict, ExcessVerdict::AboveControls);
+    }
+    // 16 rows with k = 10: the kNN metrics get a warning and no verdict; CKA keeps its verdict.
+    let small: Vec<Representation> = [&x, &y, &x0, &y0, &inputs]
+        .iter()
+        .map(|d| {
+            let features = d.len() / rows;
+            Representation::new("small", &d[..16 * features], 16, features).unwrap()
+        })
+        .collect();
+    let options = CompareOptions {
+        null_draws: 0,
+        ci_draws: 0,
+        ..CompareOptions::default()
+    };
+    let report = compare_panel(&small, None, &[pair], &options)
+        .unwrap()
+        .remove(0);
+    assert!(
+        report.warnings[0].contains("n = 16 < 5k = 50"),
+        "{:?}",
+        report.warnings
+    );
+    let excess = report.excess.unwrap();
+    assert_eq!(excess.cknna.verdict, ExcessVerdict::Undetermined);
+    assert_eq!(excess.mutual_knn.verdict, ExcessVerdict::Undetermined);
+    assert_ne!(excess.cka_unbiased.verdict, ExcessVerdict::Undetermined);
+}
+
+#[test]
+fn the_panel_without_controls_gives_the_figures_of_compare() {
+    let (rows, features) = (120, 5);
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let x = gaussian(rows * features, &mut rng);
+    let y: Vec<f64> = x
+        .iter()
+        .zip(gaussian(rows * features, &mut rng))
+        .map(|(a, b)| a + b)
+        .collect();
+    let options = CompareOptions {
+        null_draws: 15,
+        ci_draws: 12,
+        seed: 4,
+        ..CompareOptions::default()
+    };
+    let direct = compare(&rep(&x, rows), &rep(&y, rows), &options).unwrap();
+    let pair = ControlledPair {
+        x: 0,
+        y: 1,
+        ..ControlledPair::default()
+    };
+    let panel = compare_panel(&[rep(&x, rows), rep(&y, rows)], None, &[pair], &options)
+        .unwrap()
+        .remove(0);
+    assert_eq!(panel.alignment, direct);
+    assert!(panel.excess.is_none() && panel.warnings.is_empty());
+}

@@ -4,17 +4,16 @@ use std::path::Path;
 
 use weatherlens_models::config::ProcessorKind;
 use weatherlens_models::files;
-use weatherlens_models::hooks::HookPoint;
-use weatherlens_probes::alignment::{CompareOptions, Representation, compare};
 use weatherlens_probes::error_correlation::{CaseError, error_correlation, read_case_errors};
-use weatherlens_probes::inputs::{Region, Rows, load_matrix};
-use weatherlens_probes::record::{RecordingMeta, read_meta};
+use weatherlens_probes::trend::Direction;
+use weatherlens_training::config::DataSource;
 use weatherlens_training::evaluate::{ERRORS_CSV, PERSISTENCE, PHYSICS, SCORECARD_CSV, ScoreRow};
 
-use super::{ModelDynamics, PairAlignment, StudyReport};
+use super::alignment::{self, RunRecordings, open_run};
+use super::{ModelDynamics, StudyReport};
 use crate::report::ReportError;
 use crate::stages::evaluate::read_scorecard;
-use crate::study::{PlannedRun, RunOutcome};
+use crate::study::{PlannedRun, RunOutcome, Seasons, StudyAlignment};
 
 fn io(path: &Path, e: impl std::fmt::Display) -> ReportError {
     ReportError::Input {
@@ -34,13 +33,14 @@ fn seeds_only(a: &PlannedRun, b: &PlannedRun) -> bool {
     x == y && a.config.seed != b.config.seed
 }
 
-/// Builds the report of the finished runs from their folders: evaluation tables, recordings, `analysis.json`
-/// and `jacobian.json`.
+/// Builds the report of the finished runs from their folders: evaluation tables, recordings (trained and
+/// untrained, with their input fields), `analysis.json` and `jacobian.json`.
 pub fn collect(
     study: &str,
     runs: &[PlannedRun],
     outcomes: &[RunOutcome],
     alignment_nulls: usize,
+    settings: &StudyAlignment,
 ) -> Result<StudyReport, ReportError> {
     let finished: Vec<&PlannedRun> = runs
         .iter()
@@ -110,57 +110,44 @@ pub fn collect(
         error_cases = c.init_times.len();
     }
 
-    // Alignment between models at their last processor layer.
-    let mut alignment = Vec::new();
-    let recordings: Vec<(&PlannedRun, RecordingMeta)> = finished
+    // Alignment between models at their last processor layer, beside the controls.
+    let mut alignment_notes = Vec::new();
+    let recordings: Vec<RunRecordings> = finished
         .iter()
-        .filter_map(|r| read_meta(&r.dir.join("probes")).ok().map(|m| (*r, m)))
-        .collect();
-    for region in [Region::Global, Region::Tropics, Region::NhMid] {
-        for (a, meta_a) in &recordings {
-            for (b, meta_b) in &recordings {
-                if a.name == b.name
-                    || meta_a.node_indices != meta_b.node_indices
-                    || meta_a.sample_times != meta_b.sample_times
-                    || meta_a.mesh_level != meta_b.mesh_level
-                {
-                    continue;
-                }
-                let last = |meta: &RecordingMeta| {
-                    HookPoint::ResidPost(*meta.layers.iter().max().unwrap_or(&0)).to_string()
-                };
-                let rows = Rows {
-                    region: Some(region),
-                    ..Rows::default()
-                };
-                let x = load_matrix(&a.dir.join("probes"), &last(meta_a), rows)
-                    .map_err(|e| io(&a.dir, e))?;
-                let y = load_matrix(&b.dir.join("probes"), &last(meta_b), rows)
-                    .map_err(|e| io(&b.dir, e))?;
-                let report = compare(
-                    &Representation::new(&a.name, &x.data, x.rows, x.features)
-                        .map_err(|e| io(&a.dir, e))?,
-                    &Representation::new(&b.name, &y.data, y.rows, y.features)
-                        .map_err(|e| io(&b.dir, e))?,
-                    &CompareOptions {
-                        null_draws: alignment_nulls,
-                        ci_draws: 0,
-                        ..CompareOptions::default()
-                    },
-                )
-                .map_err(|e| io(&a.dir, e))?;
-                alignment.push(PairAlignment {
-                    region,
-                    a: a.name.clone(),
-                    b: b.name.clone(),
-                    n: report.n,
-                    metrics: report.metrics,
-                    null: report.null,
-                    seeds_only: seeds_only(a, b),
-                });
+        .filter_map(|run| {
+            let (trained, untrained) = open_run(&run.name, &run.dir)?;
+            if untrained.is_none() {
+                alignment_notes.push(format!(
+                    "`{}` has no untrained control (`untrained/`): its pairs lack that control",
+                    run.name
+                ));
             }
-        }
-    }
+            Some(RunRecordings {
+                name: run.name.clone(),
+                trained,
+                untrained,
+                seeds_only_with: finished
+                    .iter()
+                    .filter(|other| seeds_only(run, other))
+                    .map(|other| other.name.clone())
+                    .collect(),
+            })
+        })
+        .collect();
+    let seasons = match settings.seasons {
+        Seasons::Yes => true,
+        Seasons::No => false,
+        Seasons::Auto => first.config.data.source != DataSource::Synthetic,
+    };
+    let alignment = alignment::pooled(&recordings, settings, alignment_nulls).unwrap_or_else(|e| {
+        alignment_notes.push(format!("no pooled alignment: {e}"));
+        Vec::new()
+    });
+    let local_alignment =
+        alignment::per_location(&recordings, settings, seasons).unwrap_or_else(|e| {
+            alignment_notes.push(format!("no per-location alignment: {e}"));
+            None
+        });
     // Dynamics from each run's analysis.json.
     let mut dynamics = Vec::new();
     let (mut rel_series, mut centroid_series) = (Vec::new(), Vec::new());
@@ -178,11 +165,22 @@ pub fn collect(
                     .collect()
             })
             .unwrap_or_default();
+        let verdict: Direction = serde_json::from_value(velocity["trend"]["direction"].clone())
+            .unwrap_or(Direction::Undetermined);
         dynamics.push(ModelDynamics {
             last_over_first: match (norms.first(), norms.last()) {
                 (Some(&a), Some(&b)) if a > 0.0 => Some(b / a),
                 _ => None,
             },
+            verdict,
+            verdict_reason: velocity["trend"]["reason"]
+                .as_str()
+                .unwrap_or("no verdict in analysis.json")
+                .to_string(),
+            centroid_verdict_v: serde_json::from_value(
+                json["centroid"]["verdict_v"]["direction"].clone(),
+            )
+            .ok(),
             control: run.config.model.processor == ProcessorKind::Selfloop,
             model: run.name.clone(),
             decay_rho: num(&velocity["decay"]["spearman_rho"]).unwrap_or(f64::NAN),
@@ -234,6 +232,9 @@ pub fn collect(
         mean_r_ai_ai,
         mean_r_ai_physics,
         alignment,
+        local_alignment,
+        alignment_notes,
+        alignment_settings: settings.clone(),
         dynamics,
         velocity_curves: finished
             .iter()
