@@ -51,6 +51,17 @@ pub struct Common {
 }
 
 impl Common {
+    /// The common sample times in hours since 1970, when both recordings give them.
+    pub fn hours(&self) -> Option<Vec<f64>> {
+        self.times
+            .iter()
+            .map(|t| match t {
+                TimeKey::Hours(h) => Some(*h),
+                TimeKey::Index(_) => None,
+            })
+            .collect()
+    }
+
     /// The times A and B share, and A's nodes (of `a_source`'s node set) as the common points unless `points`
     /// are given; the points are then cut to `region` (by latitude).
     pub fn of(

@@ -20,7 +20,7 @@ use weatherlens_probes::local_alignment::{
     LocalAlignment, LocalData, LocalOptions, local_alignment,
 };
 use weatherlens_probes::locations::MatchDistances;
-use weatherlens_probes::pairing::{Common, Member, RowChoice, TimeKey};
+use weatherlens_probes::pairing::{Common, Member, RowChoice};
 use weatherlens_probes::recording::{Recording, Source};
 
 use super::StageError;
@@ -188,11 +188,38 @@ fn side(
     })
 }
 
+/// Both sides' members at the common rows: (A, B).
+fn sides(
+    inputs: &CompareInputs,
+    common: &Common,
+) -> Result<(SideMembers, SideMembers), StageError> {
+    let a = side(
+        &inputs.a,
+        inputs.tensor_a.as_deref(),
+        inputs.untrained_a.as_deref(),
+        common,
+        "A",
+    )?;
+    let b = side(
+        &inputs.b,
+        inputs.tensor_b.as_deref(),
+        inputs.untrained_b.as_deref(),
+        common,
+        "B",
+    )?;
+    Ok((a, b))
+}
+
 /// The common times and points of A and B after the selection.
 fn common(
     inputs: &CompareInputs,
     selection: &RowSelection,
 ) -> Result<(Common, Recording), StageError> {
+    if inputs.untrained_a.is_some() != inputs.untrained_b.is_some() {
+        return Err(StageError::Invalid(
+            "the untrained control needs both --untrained-a and --untrained-b".into(),
+        ));
+    }
     let a = Recording::open(&inputs.a)?;
     let b = Recording::open(&inputs.b)?;
     let source_a = source_of(&a, inputs.tensor_a.as_deref())?;
@@ -275,26 +302,8 @@ pub fn compare_recordings(
     selection: &RowSelection,
     options: &CompareOptions,
 ) -> Result<PooledComparison, StageError> {
-    if inputs.untrained_a.is_some() != inputs.untrained_b.is_some() {
-        return Err(StageError::Invalid(
-            "the untrained control needs both --untrained-a and --untrained-b".into(),
-        ));
-    }
     let (common, _) = common(inputs, selection)?;
-    let a = side(
-        &inputs.a,
-        inputs.tensor_a.as_deref(),
-        inputs.untrained_a.as_deref(),
-        &common,
-        "A",
-    )?;
-    let b = side(
-        &inputs.b,
-        inputs.tensor_b.as_deref(),
-        inputs.untrained_b.as_deref(),
-        &common,
-        "B",
-    )?;
+    let (a, b) = sides(inputs, &common)?;
     let rows = RowChoice::new(
         common.times.len(),
         common.lat.len(),
@@ -337,39 +346,14 @@ pub fn compare_per_location(
     options: &CompareOptions,
     out_dir: &Path,
 ) -> Result<LocalComparison, StageError> {
-    if inputs.untrained_a.is_some() != inputs.untrained_b.is_some() {
-        return Err(StageError::Invalid(
-            "the untrained control needs both --untrained-a and --untrained-b".into(),
-        ));
-    }
     let (common, _) = common(inputs, selection)?;
-    let hours: Option<Vec<f64>> = common
-        .times
-        .iter()
-        .map(|t| match t {
-            TimeKey::Hours(h) => Some(*h),
-            TimeKey::Index(_) => None,
-        })
-        .collect();
+    let hours = common.hours();
     if seasons && hours.is_none() {
         return Err(StageError::Invalid(
             "--seasons needs sample times in both recordings (sample_time, or probes.json's sample_times)".into(),
         ));
     }
-    let a = side(
-        &inputs.a,
-        inputs.tensor_a.as_deref(),
-        inputs.untrained_a.as_deref(),
-        &common,
-        "A",
-    )?;
-    let b = side(
-        &inputs.b,
-        inputs.tensor_b.as_deref(),
-        inputs.untrained_b.as_deref(),
-        &common,
-        "B",
-    )?;
+    let (a, b) = sides(inputs, &common)?;
     let mut listed: Vec<(&Recording, &Member)> =
         vec![(&a.recording, &a.member), (&b.recording, &b.member)];
     let mut pair = ControlledPair {

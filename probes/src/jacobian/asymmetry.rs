@@ -93,12 +93,7 @@ pub fn jacobian_asymmetry<F>(
 where
     F: Fn(Tensor<3>) -> Tensor<3>,
 {
-    let [batch, nodes, latent] = x.dims();
-    if batch != 1 {
-        return Err(JacobianError::Invalid(format!(
-            "the state must be one sample ([1, nodes, latent]), got batch {batch}"
-        )));
-    }
+    let (nodes, latent) = super::one_sample(x)?;
     if options.probes < 2 {
         return Err(JacobianError::Invalid(
             "at least 2 probe vectors are needed for a standard error".into(),

@@ -32,6 +32,17 @@ pub enum JacobianError {
     Invalid(String),
 }
 
+/// (nodes, latent) of a one-sample state x: [1, nodes, latent], or the error saying it has another batch.
+pub(crate) fn one_sample(x: &Tensor<3>) -> Result<(usize, usize), JacobianError> {
+    let [batch, nodes, latent] = x.dims();
+    if batch != 1 {
+        return Err(JacobianError::Invalid(format!(
+            "the state must be one sample ([1, nodes, latent]), got batch {batch}"
+        )));
+    }
+    Ok((nodes, latent))
+}
+
 /// The processor's state entering every step of `model` for `input`: (X_i, E_i) for i = 0..=L, node latents
 /// [batch, mesh_nodes, latent] and edge latents [batch, mesh_edges, latent] (message-passing processors only).
 /// The same arithmetic as a forward pass, so X_i is what `processor.{i}.resid_pre` shows.

@@ -81,12 +81,7 @@ pub fn interaction_range<F>(
 where
     F: Fn(Tensor<3>) -> Tensor<3>,
 {
-    let [batch, nodes, latent] = x.dims();
-    if batch != 1 {
-        return Err(JacobianError::Invalid(format!(
-            "the state must be one sample ([1, nodes, latent]), got batch {batch}"
-        )));
-    }
+    let (nodes, latent) = super::one_sample(x)?;
     if node_lat.len() != nodes || node_lon.len() != nodes {
         return Err(JacobianError::Invalid(format!(
             "{nodes} nodes but {} latitudes and {} longitudes",

@@ -16,7 +16,7 @@ use weatherlens_probes::inputs::Region;
 use weatherlens_probes::local_alignment::{
     LocalAlignment, LocalData, LocalOptions, local_alignment,
 };
-use weatherlens_probes::pairing::{Common, Member, PairingError, RowChoice, TimeKey};
+use weatherlens_probes::pairing::{Common, Member, PairingError, RowChoice};
 use weatherlens_probes::recording::{Recording, Source};
 
 use super::PairAlignment;
@@ -266,14 +266,7 @@ pub(super) fn per_location(
         .flat_map(|a| (a + 1..runs.len()).map(move |b| (a, b)))
         .map(|(a, b)| pair_of(a, b, &members))
         .collect();
-    let hours: Option<Vec<f64>> = common
-        .times
-        .iter()
-        .map(|t| match t {
-            TimeKey::Hours(h) => Some(*h),
-            TimeKey::Index(_) => None,
-        })
-        .collect();
+    let hours = common.hours();
     Ok(Some(local_alignment(
         &data,
         &common.lat,

@@ -174,20 +174,33 @@ fn read_axis(
     source.read_all(&variable.name)
 }
 
+/// A time coordinate the file stores in a way WeatherLens cannot read.
+fn bad_time(source: &dyn GriddedSource, variable: &VariableInfo, detail: String) -> DatasetError {
+    DatasetError::BadTime {
+        path: source.path().to_path_buf(),
+        variable: variable.name.clone(),
+        detail,
+    }
+}
+
+/// The CF `units` attribute of a time coordinate.
+fn time_units<'a>(
+    source: &dyn GriddedSource,
+    variable: &'a VariableInfo,
+) -> Result<&'a str, DatasetError> {
+    variable
+        .text_attr("units")
+        .ok_or_else(|| bad_time(source, variable, "has no `units` attribute".to_string()))
+}
+
 /// Time instants of `variable` (CF `units` = `<unit> since <date>` and `calendar`) as whole hours since 1970,
 /// in storage order.
 fn read_instants(
     source: &dyn GriddedSource,
     variable: &VariableInfo,
 ) -> Result<Vec<i64>, DatasetError> {
-    let bad = |detail: String| DatasetError::BadTime {
-        path: source.path().to_path_buf(),
-        variable: variable.name.clone(),
-        detail,
-    };
-    let units_text = variable
-        .text_attr("units")
-        .ok_or_else(|| bad("has no `units` attribute".to_string()))?;
+    let bad = |detail: String| bad_time(source, variable, detail);
+    let units_text = time_units(source, variable)?;
     let units = CfTimeUnits::parse(units_text).map_err(|e| bad(e.0))?;
     cf_time::check_calendar(variable.text_attr("calendar"), &units).map_err(|e| bad(e.0))?;
     source
@@ -202,14 +215,8 @@ fn read_durations(
     source: &dyn GriddedSource,
     variable: &VariableInfo,
 ) -> Result<Vec<i64>, DatasetError> {
-    let bad = |detail: String| DatasetError::BadTime {
-        path: source.path().to_path_buf(),
-        variable: variable.name.clone(),
-        detail,
-    };
-    let units = variable
-        .text_attr("units")
-        .ok_or_else(|| bad("has no `units` attribute".to_string()))?;
+    let bad = |detail: String| bad_time(source, variable, detail);
+    let units = time_units(source, variable)?;
     source
         .read_all(&variable.name)?
         .iter()

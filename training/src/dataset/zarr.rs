@@ -86,23 +86,12 @@ impl ZarrSource {
                     "cannot open: {e} (this build decodes uncompressed, blosc, zstd, gzip and zlib chunks)"
                 )
             });
-            let array = match opened {
-                Ok(array) => array,
+            let described =
+                opened.and_then(|array| dimension_names(&array).map(|dims| (array, dims)));
+            let (array, dims) = match described {
+                Ok(described) => described,
                 Err(problem) => {
-                    variables.push(VariableInfo {
-                        name,
-                        dims: Vec::new(),
-                        shape: Vec::new(),
-                        value_type: ValueType::Other,
-                        attributes: Vec::new(),
-                    });
-                    arrays.push(Err(problem));
-                    continue;
-                }
-            };
-            let dims = match dimension_names(&array) {
-                Ok(dims) => dims,
-                Err(problem) => {
+                    // Listed (so `data inspect` shows it) but unreadable: reading it gives `problem`.
                     variables.push(VariableInfo {
                         name,
                         dims: Vec::new(),
