@@ -33,6 +33,15 @@ pub struct TriangularMesh {
 }
 
 impl TriangularMesh {
+    /// The unit vector through each face's centroid: [faces] (normalised sum of its three vertices).
+    pub fn face_centres(&self) -> Vec<Vec3> {
+        let vertex = |i: u32| self.vertices[i as usize];
+        self.faces
+            .iter()
+            .map(|&[a, b, c]| normalize(add(add(vertex(a), vertex(b)), vertex(c))))
+            .collect()
+    }
+
     /// The regular icosahedron (12 vertices, 20 faces), oriented exactly as GraphCast's
     /// `icosahedral_mesh.get_icosahedron`: the vertices (±1, ±φ, 0) and their cyclic permutations, in
     /// GraphCast's order and with its face list, rotated about y so that a face is centred on each

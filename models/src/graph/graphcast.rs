@@ -278,11 +278,7 @@ pub fn mesh2grid_faces(
     recorded: &[(usize, usize)],
 ) -> Result<(Vec<usize>, GraphCastTies), GraphError> {
     let vertex = |i: u32| mesh.vertices[i as usize];
-    let centres: Vec<Vec3> = mesh
-        .faces
-        .iter()
-        .map(|&[a, b, c]| normalize(add(add(vertex(a), vertex(b)), vertex(c))))
-        .collect();
+    let centres = mesh.face_centres();
     let normals: Vec<Vec3> = mesh
         .faces
         .iter()

@@ -8,7 +8,7 @@ use super::GraphError;
 use super::connectivity::build_kd_tree;
 use crate::grid::LatLonGrid;
 use crate::mesh::TriangularMesh;
-use crate::sphere::{Vec3, add, chord_distance, dot, normalize, triple_product};
+use crate::sphere::{Vec3, add, chord_distance, dot, triple_product};
 
 /// Linear interpolation from mesh nodes to grid points: each grid point takes a weighted sum of the 3
 /// vertices of the mesh triangle containing it.
@@ -38,11 +38,7 @@ impl MeshToGridInterpolation {
     /// vertices there.
     pub fn new(mesh: &TriangularMesh, grid: &LatLonGrid) -> Result<Self, GraphError> {
         let vertex = |i: u32| mesh.vertices[i as usize];
-        let centres: Vec<Vec3> = mesh
-            .faces
-            .iter()
-            .map(|&[a, b, c]| normalize(add(add(vertex(a), vertex(b)), vertex(c))))
-            .collect();
+        let centres = mesh.face_centres();
         let cap_radius = mesh
             .faces
             .iter()
@@ -179,7 +175,7 @@ fn sorted_by_node(nodes: [u32; 3], weights: [f64; 3]) -> ([u32; 3], [f64; 3]) {
 mod tests {
     use super::*;
     use crate::grid::{LatitudeOrder, PoleRows};
-    use crate::sphere::{cross, scale, sub};
+    use crate::sphere::{cross, normalize, scale, sub};
 
     fn grid_5625() -> LatLonGrid {
         LatLonGrid::equiangular(32, 64, PoleRows::Excluded, LatitudeOrder::Ascending).unwrap()
