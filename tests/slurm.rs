@@ -196,7 +196,9 @@ fn studies_run_as_slurm_job_arrays_and_report_their_failures() {
         assert!(run["error"].is_null());
         assert_eq!(
             run["skipped"],
-            serde_json::json!(["train", "evaluate", "probe", "analyze", "jacobian"]),
+            serde_json::json!([
+                "train", "evaluate", "probe", "controls", "analyze", "jacobian"
+            ]),
             "a finished run is not run again: {run}"
         );
     }
