@@ -686,6 +686,30 @@ fn study_runs_reports_and_skips_finished_runs() {
         ws.path("runs/study-tiny/gnn/untrained/probes.json")
             .is_file()
     );
+    // Each unordered pair of the compared runs once per region, as every metric is symmetric.
+    let pooled_pairs: Vec<(String, String, String)> = report["alignment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let mut pair = [p["a"].to_string(), p["b"].to_string()];
+            pair.sort();
+            let [a, b] = pair;
+            (p["region"].to_string(), a, b)
+        })
+        .collect();
+    let mut unique = pooled_pairs.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(pooled_pairs.len(), unique.len(), "{pooled_pairs:?}");
+    let mut compared: Vec<&String> = pooled_pairs.iter().flat_map(|(_, a, b)| [a, b]).collect();
+    compared.sort();
+    compared.dedup();
+    let global = pooled_pairs
+        .iter()
+        .filter(|(region, _, _)| region == "\"global\"");
+    assert!(compared.len() >= 2);
+    assert_eq!(global.count(), compared.len() * (compared.len() - 1) / 2);
     let pooled = &report["alignment"][0];
     for control in ["untrained", "input_x", "input_y"] {
         assert!(

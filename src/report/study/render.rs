@@ -126,8 +126,10 @@ pub fn render(report: &StudyReport, out_dir: &Path) -> Result<(), ReportError> {
 fn alignment_maps(report: &StudyReport, out_dir: &Path) -> Result<(), ReportError> {
     let mut names: Vec<String> = Vec::new();
     for pair in &report.alignment {
-        if !names.contains(&pair.a) {
-            names.push(pair.a.clone());
+        for name in [&pair.a, &pair.b] {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
         }
     }
     if names.len() < 2 {
@@ -151,7 +153,10 @@ fn alignment_maps(report: &StudyReport, out_dir: &Path) -> Result<(), ReportErro
                         report
                             .alignment
                             .iter()
-                            .find(|p| p.region == region && &p.a == a && &p.b == b)
+                            .find(|p| {
+                                p.region == region
+                                    && ((&p.a == a && &p.b == b) || (&p.a == b && &p.b == a))
+                            })
                             .map_or(f64::NAN, |p| pick(&p.metrics))
                     }
                 })
