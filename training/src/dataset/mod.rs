@@ -27,10 +27,12 @@ mod reader;
 mod selection;
 mod series;
 mod source;
+mod variable;
 mod write;
 mod zarr;
 
 pub use axes::{AxisChoices, Convention};
+pub(crate) use axes::{LEVEL_NAMES, SpaceAxes, batch_datetimes, resolve_space, resolve_time};
 pub use cf_time::{CfTimeUnits, TimeFormatError, iso8601, parse_iso8601_hours, uniform_step_hours};
 pub use error::DatasetError;
 pub use grid::{Orientation, OrientationError};
@@ -47,6 +49,7 @@ pub use source::{
     AttrValue, Dimension, GriddedSource, SourceFormat, ValueType, VariableInfo, input_files,
     open_source,
 };
+pub use variable::{NamedArray, read_decoded, read_variable};
 pub use write::{Era5Writer, write_era5};
 pub use zarr::{ZarrSource, is_zarr_store};
 
