@@ -190,6 +190,10 @@ pub enum DatasetError {
         what: &'static str,
     },
 
+    /// Writing an output as a unit (temporary file, rename) failed.
+    #[error(transparent)]
+    File(#[from] weatherlens_models::files::FileError),
+
     #[error("{path}: the time axis `{variable}` has length zero")]
     EmptyTimeAxis { path: PathBuf, variable: String },
 

@@ -50,7 +50,7 @@ pub use source::{
     open_source,
 };
 pub use variable::{NamedArray, read_decoded, read_variable};
-pub use write::{Era5Writer, write_era5};
+pub use write::{Era5Writer, ForecastFile, ForecastVariable, write_era5, write_forecast};
 pub use zarr::{ZarrSource, is_zarr_store};
 
 /// One channel of a dataset: a variable at one level (or a surface variable).
