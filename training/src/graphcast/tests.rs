@@ -460,10 +460,19 @@ fn an_era5_layout_file_gives_the_same_input_on_its_own_grid() {
     let f = fixture("fixture_a");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("era5.nc");
+    let hourly = dir.path().join("hourly.nc");
     {
         let _turn = take_turn();
-        era5_copy(&path);
+        let mut dataset = era5_copy(&path);
+        let start = dataset.time_hours[0];
+        dataset.time_hours = (start..start + 4).collect();
+        write_era5(&hourly, &dataset).unwrap();
     }
+    let error = f.task.read_inputs(&hourly).unwrap_err().to_string();
+    assert!(
+        error.contains("hourly.nc") && error.contains("time step 1 h") && error.contains("6 h"),
+        "{error}"
+    );
     let inputs = f.task.read_inputs(&path).unwrap();
     assert_eq!(inputs.batch(), 1);
     assert_eq!(
