@@ -9,6 +9,7 @@
 //! ```
 
 pub mod bench;
+pub mod device;
 pub mod output;
 pub mod progress;
 pub mod report;

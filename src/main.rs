@@ -2,7 +2,6 @@
 //! Only argument parsing and wiring live here; every computation is a library call.
 
 mod commands;
-mod device;
 
 use std::io::IsTerminal;
 

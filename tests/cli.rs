@@ -371,6 +371,120 @@ fn resumed_run_equals_uninterrupted_run() {
     }
 }
 
+/// Every tensor of a checkpoint's `model.safetensors` as (name, f32 values), sorted by name.
+fn checkpoint_weights(ws: &Workspace, checkpoint: &str) -> Vec<(String, Vec<f32>)> {
+    let bytes = fs::read(ws.path(&format!("run/{checkpoint}/model.safetensors"))).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<f32>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, values)
+        })
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+#[test]
+fn data_parallel_training_equals_one_device_and_resumes_bit_identically() {
+    // 20 updates of batches of 2 samples; on ["flex", "flex"] each batch is split into two shards of one
+    // sample, each on its own replica and thread, and their gradients are summed into one update.
+    let edit = |c: &str| c.replace("steps = 12", "steps = 20");
+    let parallel_edit = |c: &str| {
+        edit(c).replace(
+            "keep_last = 2",
+            "keep_last = 2\ndevices = [\"flex\", \"flex\"]",
+        )
+    };
+    let one = Workspace::new(edit);
+    one.ok(&["train", "--config", "tiny.toml", "--out", "run"]);
+    let two = Workspace::new(parallel_edit);
+    two.ok(&["train", "--config", "tiny.toml", "--out", "run"]);
+
+    let (a, b) = (
+        checkpoint_weights(&one, "checkpoint-00000020"),
+        checkpoint_weights(&two, "checkpoint-00000020"),
+    );
+    assert_eq!(a.len(), b.len());
+    let mut worst = 0.0f32;
+    for ((name, x), (other, y)) in a.iter().zip(&b) {
+        assert_eq!(name, other);
+        for (p, q) in x.iter().zip(y) {
+            worst = worst.max((p - q).abs());
+        }
+    }
+    assert!(
+        worst <= 1e-6,
+        "weights differ by up to {worst:e} after 20 steps"
+    );
+    let losses = |ws: &Workspace| -> Vec<f64> {
+        csv_rows(&ws.path("run/metrics.csv"))
+            .iter()
+            .map(|r| number(r, "train_loss"))
+            .collect()
+    };
+    let (la, lb) = (losses(&one), losses(&two));
+    assert_eq!(la.len(), 20);
+    let loss_difference = la
+        .iter()
+        .zip(&lb)
+        .map(|(x, y)| (x - y).abs() / x.abs())
+        .fold(0.0, f64::max);
+    for (step, (x, y)) in la.iter().zip(&lb).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-5 * x.abs(),
+            "step {}: loss {x} on one device, {y} on two",
+            step + 1
+        );
+    }
+    eprintln!(
+        "data-parallel [flex, flex] vs [flex]: max |weight difference| after 20 steps {worst:.2e}, \
+         max relative loss difference {loss_difference:.2e}"
+    );
+
+    // Interrupted after 8 updates and resumed (devices from the flag this time): bit-identical to `two`.
+    let resumed = Workspace::new(edit);
+    let devices = ["--devices", "flex,flex"];
+    let train = ["train", "--config", "tiny.toml", "--out", "run"];
+    resumed.ok(&[&train[..], &devices, &["--stop-at", "8"]].concat());
+    resumed.ok(&[&train[..], &devices, &["--resume", "run"]].concat());
+    assert_eq!(
+        checkpoint_weights(&two, "checkpoint-00000020"),
+        checkpoint_weights(&resumed, "checkpoint-00000020"),
+        "resumed data-parallel run differs"
+    );
+    let strip = |ws: &Workspace| -> Vec<HashMap<String, String>> {
+        csv_rows(&ws.path("run/metrics.csv"))
+            .into_iter()
+            .map(|mut r| {
+                r.remove("samples_per_s");
+                r
+            })
+            .collect()
+    };
+    assert_eq!(strip(&two), strip(&resumed));
+
+    // A device this build cannot open is a clear error naming the backend.
+    #[cfg(not(feature = "cuda"))]
+    {
+        let err = resumed.fails(&[&train[..], &["--devices", "flex,cuda:1"]].concat());
+        assert!(err.contains("--features cuda"), "{err}");
+    }
+    let out = resumed.run(&[&train[..], &["--devices", "tpu"]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("unknown device `tpu`"),
+        "{err}"
+    );
+}
+
 #[test]
 fn fused_kernels_train_like_the_plain_reference() {
     // 20 updates with the rollout curriculum (1, 2, then 3 steps), once with the fused CPU kernels and once
@@ -651,4 +765,39 @@ fn study_runs_reports_and_skips_finished_runs() {
             "{run}"
         );
     }
+
+    // The report rebuilt from the run folders alone (each run's outcome.json and outputs) is the same.
+    let written = report;
+    fs::remove_dir_all(&report_dir).unwrap();
+    ws.ok(&[
+        "study",
+        "--config",
+        "study.toml",
+        "--nulls",
+        "10",
+        "--report-only",
+    ]);
+    let rebuilt: serde_json::Value =
+        serde_json::from_slice(&fs::read(report_dir.join("report.json")).unwrap()).unwrap();
+    for key in [
+        "runs",
+        "scorecard",
+        "error_models",
+        "error_correlation",
+        "dynamics",
+    ] {
+        assert_eq!(rebuilt[key], written[key], "{key}");
+    }
+    // One run by its index (what a Slurm array task runs): finished, so every stage is skipped; the broken
+    // one fails with exit status 1; an index past the plan is a clear error.
+    ws.ok(&["study", "--config", "study.toml", "--run-index", "1"]);
+    let err = ws.fails(&["study", "--config", "study.toml", "--run-index", "2"]);
+    assert!(err.contains("run `broken` failed"), "{err}");
+    let err = ws.fails(&["study", "--config", "study.toml", "--run-index", "3"]);
+    assert!(
+        err.contains("--run-index 3") && err.contains("3 runs"),
+        "{err}"
+    );
+    let err = ws.fails(&["study", "--config", "study.toml", "--wait"]);
+    assert!(err.contains("--dispatch slurm"), "{err}");
 }

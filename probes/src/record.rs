@@ -2,14 +2,19 @@
 //! plus `probes.json` (what was recorded, where and when).
 //!
 //! The tensor shapes are known before the first forward pass, so the safetensors header is written first and
-//! each batch is written straight to its place in the file: memory stays at one batch of the chosen nodes, not
-//! the whole run. The file is written under a temporary name and renamed when complete.
+//! each batch is written straight to its place in the file by a writer thread: memory stays at a bounded queue
+//! of copies, not the whole run, and the forward pass does not wait for the disk. The file is written under a
+//! temporary name and renamed when complete.
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -93,6 +98,12 @@ pub struct RecordingMeta {
 
 /// An [`Observer`] that streams the chosen hook points to `probes.safetensors`.
 ///
+/// The forward pass only pays for copying each observed tensor off the device: a writer thread checks the
+/// values and writes them at their place in the file, while the model goes on. At most
+/// [`ProbeRecorder::queue_bytes`] of copies wait for the writer, so memory stays bounded however large the
+/// recording. `processor.{i+1}.resid_pre` is the tensor `processor.{i}.resid_post` just was (X_{i+1}), so its
+/// copy is reused rather than made again.
+///
 /// Call [`ProbeRecorder::end_batch`] after each forward pass, and [`ProbeRecorder::finish`] at the end.
 pub struct ProbeRecorder {
     points: Vec<HookPoint>,
@@ -105,13 +116,99 @@ pub struct ProbeRecorder {
     offsets: BTreeMap<String, u64>,
     data_start: u64,
     /// `probes.safetensors` under its temporary name until [`Self::finish`].
-    file: RefCell<AtomicFile>,
+    file: AtomicFile,
     cursor: Cell<usize>,
-    batch: Cell<usize>,
+    /// The copy of the last `processor.{i}.resid_post` seen in this forward pass, for `resid_pre` of `i + 1`.
+    last_resid_post: RefCell<Option<(usize, Arc<Vec<f32>>)>>,
+    writer: Writer,
     failure: RefCell<Option<RecordError>>,
 }
 
+/// One tensor's values and where they go in the file.
+struct Job {
+    point: String,
+    /// Byte offset in the file.
+    at: u64,
+    /// The sample index of the first row, for messages.
+    first_sample: usize,
+    values: Arc<Vec<f32>>,
+}
+
+/// The writer thread and the bounded queue to it.
+struct Writer {
+    queue: Option<SyncSender<Job>>,
+    thread: Option<JoinHandle<Result<(), RecordError>>>,
+}
+
+impl Writer {
+    fn start(file: File, target: PathBuf, row_values: usize, capacity: usize) -> Self {
+        let (queue, jobs) = sync_channel::<Job>(capacity);
+        let thread = std::thread::spawn(move || {
+            // After a failure keep receiving (and dropping) so the forward pass never blocks on a full queue.
+            let mut result = Ok(());
+            for job in jobs {
+                if result.is_ok() {
+                    result = write_job(&file, &target, row_values, &job);
+                }
+            }
+            result
+        });
+        Self {
+            queue: Some(queue),
+            thread: Some(thread),
+        }
+    }
+
+    fn send(&self, job: Job) {
+        if let Some(queue) = &self.queue {
+            // The thread only ends once the queue is closed, so a send cannot fail before `finish`.
+            let _ = queue.send(job);
+        }
+    }
+
+    /// Close the queue and wait for every queued write.
+    fn finish(&mut self) -> Result<(), RecordError> {
+        self.queue = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // An abandoned recording: let the thread drain and end; its file is removed with the AtomicFile.
+        let _ = self.finish();
+    }
+}
+
+/// Check `job`'s values and write them at their offset.
+fn write_job(file: &File, target: &Path, row_values: usize, job: &Job) -> Result<(), RecordError> {
+    if let Some(bad) = job.values.iter().position(|v| !v.is_finite()) {
+        return Err(RecordError::NotFinite {
+            point: job.point.clone(),
+            sample: job.first_sample + bad / row_values,
+        });
+    }
+    // safetensors is little-endian: on such a host the values are the bytes.
+    let bytes: Cow<[u8]> = if cfg!(target_endian = "little") {
+        Cow::Borrowed(bytemuck::cast_slice(job.values.as_slice()))
+    } else {
+        Cow::Owned(job.values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    };
+    file.write_all_at(&bytes, job.at)
+        .map_err(|e| FileError::new("writing", target, e).into())
+}
+
 impl ProbeRecorder {
+    /// Bytes of tensor copies that may wait for the writer thread (at least two tensors wait whatever their
+    /// size).
+    pub const fn queue_bytes() -> usize {
+        512 << 20
+    }
+
     /// Prepare `out_dir/probes.safetensors` for `samples` samples of `points`, keeping `node_indices`.
     pub fn create(
         out_dir: &Path,
@@ -146,10 +243,14 @@ impl ProbeRecorder {
         let mut file = AtomicFile::create(&out_dir.join(TENSORS_FILE))?;
         let target = file.target().to_path_buf();
         let disk = file.file();
-        disk.set_len(data_start + points.len() as u64 * bytes_per_tensor)
+        let writer_handle = disk
+            .set_len(data_start + points.len() as u64 * bytes_per_tensor)
             .and_then(|_| disk.write_all_at(&(header.len() as u64).to_le_bytes(), 0))
             .and_then(|_| disk.write_all_at(&header, 8))
+            .and_then(|_| disk.try_clone())
             .map_err(FileError::at("writing", &target))?;
+        let sample_bytes = (nodes * latent * 4).max(1);
+        let capacity = (Self::queue_bytes() / sample_bytes).clamp(2, 64);
         let index: Vec<i64> = node_indices.iter().map(|&n| i64::from(n)).collect();
         Ok(Self {
             points,
@@ -163,9 +264,10 @@ impl ProbeRecorder {
             samples,
             offsets,
             data_start,
-            file: RefCell::new(file),
+            writer: Writer::start(writer_handle, target, nodes * latent, capacity),
+            file,
             cursor: Cell::new(0),
-            batch: Cell::new(0),
+            last_resid_post: RefCell::new(None),
             failure: RefCell::new(None),
         })
     }
@@ -173,45 +275,35 @@ impl ProbeRecorder {
     /// Mark the end of one forward pass of `batch` samples.
     pub fn end_batch(&self, batch: usize) {
         self.cursor.set(self.cursor.get() + batch);
-        self.batch.set(0);
+        self.last_resid_post.borrow_mut().take();
     }
 
-    /// Complete the file and rename it into place (on failure the temporary file is removed). Returns its
-    /// path.
-    pub fn finish(self) -> Result<PathBuf, RecordError> {
-        if let Some(error) = self.failure.into_inner() {
+    /// Wait for the writer, complete the file and rename it into place (on failure the temporary file is
+    /// removed). Returns its path.
+    pub fn finish(mut self) -> Result<PathBuf, RecordError> {
+        let written = self.writer.finish();
+        if let Some(error) = self.failure.take() {
             return Err(error);
         }
+        written?;
         if self.cursor.get() != self.samples {
             return Err(RecordError::SampleCount {
                 expected: self.samples,
                 got: self.cursor.get(),
             });
         }
-        let file = self.file.into_inner();
-        let target = file.target().to_path_buf();
-        file.commit()?;
+        let target = self.file.target().to_path_buf();
+        self.file.commit()?;
         Ok(target)
     }
 
-    /// The destination file, for messages.
-    fn target(&self) -> PathBuf {
-        self.file.borrow().target().to_path_buf()
-    }
-
-    fn write(&self, point: HookPoint, tensor: &Tensor<3>) -> Result<(), RecordError> {
-        let [batch, _, latent] = tensor.dims();
-        let name = point.to_string();
-        if latent != self.latent || self.cursor.get() + batch > self.samples {
-            return Err(RecordError::Invalid {
-                path: self.target(),
-                reason: format!(
-                    "{name}: got a [{batch}, _, {latent}] tensor at sample {} of {} (latent {})",
-                    self.cursor.get(),
-                    self.samples,
-                    self.latent
-                ),
-            });
+    /// The values of `tensor` at the kept nodes, copied off the device as f32.
+    fn copy(&self, point: HookPoint, tensor: &Tensor<3>) -> Result<Arc<Vec<f32>>, RecordError> {
+        if let HookPoint::ResidPre(i) = point
+            && let Some((layer, values)) = self.last_resid_post.borrow().as_ref()
+            && i == layer + 1
+        {
+            return Ok(values.clone());
         }
         // Every copy here is a pass over the recorded data, which is as large as the activations themselves:
         // gather only when a subset of nodes is kept, convert only when the tensor is not f32 already.
@@ -226,29 +318,42 @@ impl ProbeRecorder {
         } else {
             data.convert::<f32>()
         };
-        let values = data.as_slice::<f32>().map_err(|e| RecordError::Invalid {
-            path: self.target(),
-            reason: format!("{name}: {e:?}"),
-        })?;
-        if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
-            return Err(RecordError::NotFinite {
-                point: name,
-                sample: self.cursor.get() + bad / (self.nodes * self.latent),
+        let values = data
+            .try_into_vec::<f32>()
+            .map_err(|e| RecordError::Invalid {
+                path: self.file.target().to_path_buf(),
+                reason: format!("{point}: {e:?}"),
+            })?;
+        let values = Arc::new(values);
+        if let HookPoint::ResidPost(i) = point {
+            *self.last_resid_post.borrow_mut() = Some((i, values.clone()));
+        }
+        Ok(values)
+    }
+
+    fn record(&self, point: HookPoint, tensor: &Tensor<3>) -> Result<(), RecordError> {
+        let [batch, _, latent] = tensor.dims();
+        let name = point.to_string();
+        if latent != self.latent || self.cursor.get() + batch > self.samples {
+            return Err(RecordError::Invalid {
+                path: self.file.target().to_path_buf(),
+                reason: format!(
+                    "{name}: got a [{batch}, _, {latent}] tensor at sample {} of {} (latent {})",
+                    self.cursor.get(),
+                    self.samples,
+                    self.latent
+                ),
             });
         }
+        let values = self.copy(point, tensor)?;
         let row_bytes = (self.nodes * self.latent * 4) as u64;
-        let at = self.data_start + self.offsets[&name] + self.cursor.get() as u64 * row_bytes;
-        // safetensors is little-endian: on such a host the values are the bytes.
-        let bytes: Cow<[u8]> = if cfg!(target_endian = "little") {
-            Cow::Borrowed(bytemuck::cast_slice(values))
-        } else {
-            Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
-        };
-        let mut file = self.file.borrow_mut();
-        let target = file.target().to_path_buf();
-        file.file()
-            .write_all_at(&bytes, at)
-            .map_err(|e| FileError::new("writing", &target, e).into())
+        self.writer.send(Job {
+            at: self.data_start + self.offsets[&name] + self.cursor.get() as u64 * row_bytes,
+            point: name,
+            first_sample: self.cursor.get(),
+            values,
+        });
+        Ok(())
     }
 }
 
@@ -261,8 +366,7 @@ impl Observer for ProbeRecorder {
         if self.failure.borrow().is_some() {
             return;
         }
-        self.batch.set(tensor.dims()[0]);
-        if let Err(error) = self.write(point, tensor) {
+        if let Err(error) = self.record(point, tensor) {
             *self.failure.borrow_mut() = Some(error);
         }
     }
@@ -371,6 +475,88 @@ mod tests {
             f32::from_le_bytes(delta.data()[4..8].try_into().unwrap()),
             2.0 * 11.0
         );
+    }
+
+    /// Keeps every tensor the hooks show, by name, appended over forward passes.
+    #[derive(Default)]
+    struct Collect(RefCell<BTreeMap<String, Vec<f32>>>);
+
+    impl Observer for Collect {
+        fn wants(&self, _: HookPoint) -> bool {
+            true
+        }
+        fn observe(&self, point: HookPoint, tensor: &Tensor<3>) {
+            let values = tensor.to_data().try_into_vec::<f32>().unwrap();
+            self.0
+                .borrow_mut()
+                .entry(point.to_string())
+                .or_default()
+                .extend(values);
+        }
+    }
+
+    #[test]
+    fn a_recorded_forward_equals_what_the_hooks_show() {
+        use weatherlens_models::config::ModelConfig;
+        use weatherlens_models::fused::Kernels;
+        use weatherlens_models::graph::ModelGraph;
+        use weatherlens_models::graph_tensors::GraphTensors;
+        use weatherlens_models::grid::{LatLonGrid, LatitudeOrder, PoleRows};
+        use weatherlens_models::hooks::Hooks;
+        use weatherlens_models::model::WeatherModel;
+        use weatherlens_models::seed::seeded;
+
+        let device = Device::flex();
+        let grid =
+            LatLonGrid::equiangular(8, 16, PoleRows::Excluded, LatitudeOrder::Descending).unwrap();
+        let config = ModelConfig {
+            mesh_level: 1,
+            latent_size: 8,
+            num_layers: 3,
+            ..ModelConfig::default()
+        };
+        let graph = ModelGraph::for_model(&grid, &config).unwrap();
+        let tensors = GraphTensors::new(&graph, None, Kernels::Fused, &device);
+        let model = seeded(3, &device, || WeatherModel::new(&config, 4, 2, &device));
+        let points: Vec<HookPoint> = (0..3)
+            .flat_map(|i| {
+                [
+                    HookPoint::ResidPre(i),
+                    HookPoint::Delta(i),
+                    HookPoint::ResidPost(i),
+                ]
+            })
+            .collect();
+        let nodes: Vec<u32> = (0..graph.num_mesh_nodes() as u32).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let recorder =
+            ProbeRecorder::create(dir.path(), points.clone(), &nodes, 8, 3, &device).unwrap();
+        let collect = Collect::default();
+        // Two forward passes (batch 2, then 1) of different inputs.
+        for (batch, offset) in [(2, 0.0), (1, 0.5)] {
+            let count = batch * grid.num_points() * 4;
+            let values: Vec<f32> = (0..count)
+                .map(|k| (k as f32 * 0.37).sin() + offset)
+                .collect();
+            let input = Tensor::<3>::from_data(
+                TensorData::new(values, [batch, grid.num_points(), 4]),
+                &device,
+            );
+            model.forward(
+                &tensors,
+                input,
+                &Hooks::none().with(&recorder).with(&collect),
+            );
+            recorder.end_batch(batch);
+        }
+        let path = recorder.finish().unwrap();
+        for point in &points {
+            let (recorded, shape) = read_tensor(&path, &point.to_string()).unwrap();
+            assert_eq!(shape, vec![3, nodes.len(), 8]);
+            let seen = &collect.0.borrow()[&point.to_string()];
+            let recorded: Vec<f32> = recorded.iter().map(|&v| v as f32).collect();
+            assert_eq!(&recorded, seen, "{point}");
+        }
     }
 
     #[test]

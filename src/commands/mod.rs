@@ -17,7 +17,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use weatherlens_models::fused::Kernels;
 
-use crate::device::DeviceKind;
+use weatherlens::device::DeviceKind;
 
 /// Probe the physics of AI weather models: build, train and dissect GraphCast-style emulators.
 #[derive(Debug, Parser)]
@@ -81,6 +81,8 @@ pub enum Command {
 /// What every command may need besides its own arguments.
 pub struct Context {
     pub device: burn::prelude::Device,
+    /// The `--device` flag it came from (passed on to jobs this process submits).
+    pub device_kind: DeviceKind,
     pub kernels: Kernels,
     /// Show progress bars (not with `--quiet`).
     pub progress: bool,
@@ -89,6 +91,7 @@ pub struct Context {
 pub fn run(cli: Cli) -> Result<()> {
     let context = Context {
         device: cli.device.device()?,
+        device_kind: cli.device,
         kernels: cli.kernels.parse().map_err(anyhow::Error::msg)?,
         progress: !cli.quiet,
     };

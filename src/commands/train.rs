@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
 use weatherlens::progress;
 use weatherlens::stages::train::{TrainOptions, train};
-use weatherlens_training::config::RunConfig;
+use weatherlens_training::config::{DeviceName, RunConfig};
 
 use super::Context;
 
@@ -27,10 +27,17 @@ pub struct TrainArgs {
     /// On --resume, go on when the data's statistics differ from the checkpoint's (the checkpoint's are kept).
     #[arg(long)]
     pub accept_data_change: bool,
+    /// Train data-parallel on these devices (comma-separated: flex, wgpu, wgpu:N, wgpu:cpu, cuda:N), instead of
+    /// the config's `[training] devices`.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Option<Vec<DeviceName>>,
 }
 
 pub fn run(args: TrainArgs, context: &Context) -> Result<()> {
-    let config = RunConfig::load(&args.config)?;
+    let mut config = RunConfig::load(&args.config)?;
+    if let Some(devices) = args.devices {
+        config.training.devices = devices;
+    }
     let run_dir = args
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
@@ -45,7 +52,8 @@ pub fn run(args: TrainArgs, context: &Context) -> Result<()> {
             accept_data_change: args.accept_data_change,
         },
         &context.device,
-    )?;
+    )
+    .with_context(|| format!("training {}", args.config.display()))?;
     tracing::info!(
         "trained {} steps in {:.0} s: train loss {:.4}, val loss {}; checkpoint {}",
         report.steps,

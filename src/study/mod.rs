@@ -19,14 +19,19 @@
 //! ```
 //!
 //! Re-running skips finished steps and resumes unfinished training; a run that fails is reported and the
-//! others go on.
+//! others go on. Each run records its outcome in its folder ([`outcome`]), so the report can be rebuilt from the
+//! run folders alone; [`slurm`] runs the study as a Slurm job array (`study --dispatch slurm`) with an optional
+//! `[slurm]` table of `#SBATCH` options.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod outcome;
 mod run;
+pub mod slurm;
 
 pub use run::{ExecuteOptions, RunOutcome, Stage, StageFailure, execute, execute_all};
+pub use slurm::SlurmConfig;
 
 use serde::{Deserialize, Serialize};
 use weatherlens_models::files::{self, FileError};
@@ -47,6 +52,8 @@ pub enum StudyError {
     },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Slurm(#[from] slurm::SlurmError),
 }
 
 /// The study config file.
@@ -66,6 +73,9 @@ pub struct StudyConfig {
     pub grid: BTreeMap<String, Vec<toml::Value>>,
     #[serde(default)]
     pub probe: StudyProbe,
+    /// `#SBATCH` options of the jobs of `study --dispatch slurm`.
+    #[serde(default)]
+    pub slurm: SlurmConfig,
 }
 
 fn one() -> usize {
@@ -144,10 +154,12 @@ fn value_label(value: &toml::Value) -> String {
 impl StudyConfig {
     pub fn load(path: &Path) -> Result<Self, StudyError> {
         let text = files::read_to_string(path)?;
-        toml::from_str(&text).map_err(|e| StudyError::Parse {
+        let config: Self = toml::from_str(&text).map_err(|e| StudyError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
-        })
+        })?;
+        config.slurm.validate(path)?;
+        Ok(config)
     }
 
     /// The runs (explicit ones, then the grid's), each with its merged and validated run config.

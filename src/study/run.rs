@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use burn::prelude::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use weatherlens_models::fused::Kernels;
 use weatherlens_training::checkpoint;
 use weatherlens_training::restore::restore;
@@ -17,7 +17,7 @@ use crate::stages::probe::CaptureOptions;
 use crate::stages::{self, StageError};
 
 /// The stages of one study run, in the order they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     Train,
@@ -63,7 +63,7 @@ pub struct StageFailure {
 }
 
 /// What happened to one run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunOutcome {
     pub name: String,
     pub dir: PathBuf,

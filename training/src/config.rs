@@ -118,6 +118,11 @@ pub struct TrainingConfig {
     /// Checkpoint every this many updates (and always at the end); keep the newest `keep_last`.
     pub checkpoint_every: usize,
     pub keep_last: usize,
+    /// Data-parallel training: each batch is split in row shards, one per device, and their gradients are
+    /// summed into one update ([`crate::parallel`]). Empty (the default) = the one device of `--device`.
+    /// Changes nothing but round-off: a run may be resumed on other devices.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceName>,
 }
 
 impl Default for TrainingConfig {
@@ -135,6 +140,68 @@ impl Default for TrainingConfig {
             val_batches: 8,
             checkpoint_every: 250,
             keep_last: 3,
+            devices: Vec::new(),
+        }
+    }
+}
+
+/// A compute device as a config or the command line names it: `flex` (the CPU), `wgpu` (the best adapter),
+/// `wgpu:N` (the N-th discrete GPU), `wgpu:cpu` (a CPU adapter such as Mesa's lavapipe), `cuda` / `cuda:N`.
+/// Which of them can be opened depends on the backends the binary was built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceName {
+    Flex,
+    /// `None`: the default adapter.
+    Wgpu(Option<usize>),
+    WgpuCpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceName {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        let index = |i: &str| {
+            i.parse::<usize>()
+                .map_err(|_| format!("`{name}`: `{i}` is not a device index"))
+        };
+        match name.split_once(':') {
+            None if name == "flex" => Ok(DeviceName::Flex),
+            None if name == "wgpu" => Ok(DeviceName::Wgpu(None)),
+            None if name == "cuda" => Ok(DeviceName::Cuda(0)),
+            Some(("wgpu", "cpu")) => Ok(DeviceName::WgpuCpu),
+            Some(("wgpu", i)) => Ok(DeviceName::Wgpu(Some(index(i)?))),
+            Some(("cuda", i)) => Ok(DeviceName::Cuda(index(i)?)),
+            _ => Err(format!(
+                "unknown device `{name}`: expected flex, wgpu, wgpu:N, wgpu:cpu, cuda or cuda:N"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        name.parse()
+    }
+}
+
+impl From<DeviceName> for String {
+    fn from(name: DeviceName) -> Self {
+        name.to_string()
+    }
+}
+
+impl std::fmt::Display for DeviceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceName::Flex => f.write_str("flex"),
+            DeviceName::Wgpu(None) => f.write_str("wgpu"),
+            DeviceName::Wgpu(Some(i)) => write!(f, "wgpu:{i}"),
+            DeviceName::WgpuCpu => f.write_str("wgpu:cpu"),
+            DeviceName::Cuda(i) => write!(f, "cuda:{i}"),
         }
     }
 }
@@ -310,6 +377,44 @@ steps = 10
         // Not written when absent, so run.json of runs without one is unchanged.
         let text = serde_json::to_string(&parse(MINIMAL).unwrap().data).unwrap();
         assert!(!text.contains("member"), "{text}");
+    }
+
+    #[test]
+    fn devices_parse_print_and_name_a_bad_entry() {
+        assert!(parse(MINIMAL).unwrap().training.devices.is_empty());
+        let config = parse(&MINIMAL.replace(
+            "steps = 10",
+            "steps = 10\ndevices = [\"flex\", \"wgpu\", \"wgpu:1\", \"wgpu:cpu\", \"cuda\", \"cuda:3\"]",
+        ))
+        .unwrap();
+        use DeviceName::*;
+        let expected = [Flex, Wgpu(None), Wgpu(Some(1)), WgpuCpu, Cuda(0), Cuda(3)];
+        assert_eq!(config.training.devices, expected);
+        let names: Vec<String> = expected.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            ["flex", "wgpu", "wgpu:1", "wgpu:cpu", "cuda:0", "cuda:3"]
+        );
+        for name in &names {
+            assert_eq!(name.parse::<DeviceName>().unwrap().to_string(), *name);
+        }
+        // A config without devices serialises as before (old checkpoints' run.json compare equal).
+        assert!(
+            !toml::to_string(&parse(MINIMAL).unwrap())
+                .unwrap()
+                .contains("devices")
+        );
+        let err = parse(&MINIMAL.replace("steps = 10", "steps = 10\ndevices = [\"gpu\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("configs/x.toml") && err.contains("unknown device `gpu`"),
+            "{err}"
+        );
+        let err = parse(&MINIMAL.replace("steps = 10", "steps = 10\ndevices = [\"cuda:x\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`x` is not a device index"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,8 @@ use crate::dataset::{AxisChoices, DatasetError, Reader, input_files, is_zarr_sto
 pub const SYNTHETIC_FILE: &str = "synthetic.nc";
 /// The settings it was made with, beside it: data made with other settings is made again.
 pub const SYNTHETIC_SETTINGS: &str = "synthetic.json";
+/// The lock file held while it is made.
+pub const SYNTHETIC_LOCK: &str = "synthetic.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -36,8 +38,28 @@ pub fn ensure_synthetic(
             path: settings_path.clone(),
             reason: e.to_string(),
         })?;
-    let made_with = std::fs::read_to_string(&settings_path).ok();
-    if file.is_file() && made_with.as_deref() == Some(settings.as_str()) {
+    let made_with = || std::fs::read_to_string(&settings_path).ok();
+    if file.is_file() && made_with().as_deref() == Some(settings.as_str()) {
+        return Ok((file, false));
+    }
+    std::fs::create_dir_all(&config.path).map_err(|e| DataError::Path {
+        path: config.path.clone(),
+        reason: e.to_string(),
+    })?;
+    // Runs of a study share their data and may start together (threads, or Slurm tasks on several nodes of a
+    // shared file system): one makes it while the others wait on this lock, then find it made.
+    let lock_path = config.path.join(SYNTHETIC_LOCK);
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .and_then(|lock| lock.lock().map(|()| lock))
+        .map_err(|e| DataError::Path {
+            path: lock_path.clone(),
+            reason: format!("cannot lock: {e}"),
+        })?;
+    if file.is_file() && made_with().as_deref() == Some(settings.as_str()) {
         return Ok((file, false));
     }
     if file.is_file() {
@@ -47,10 +69,6 @@ pub fn ensure_synthetic(
             settings_path.display()
         );
     }
-    std::fs::create_dir_all(&config.path).map_err(|e| DataError::Path {
-        path: config.path.clone(),
-        reason: e.to_string(),
-    })?;
     let dataset = simulate_with_progress(
         &config.synthetic.atmosphere,
         config.synthetic.days,
@@ -64,6 +82,7 @@ pub fn ensure_synthetic(
             path: settings_path.clone(),
             reason: e.to_string(),
         })?;
+    drop(lock);
     Ok((file, true))
 }
 
@@ -138,6 +157,33 @@ mod tests {
             path = path.display().to_string(),
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn runs_starting_together_make_the_built_in_data_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: DataConfig = toml::from_str(&format!(
+            r#"
+            source = "synthetic"
+            path = {path:?}
+            synthetic = {{ days = 1, atmosphere = {{ spin_up_days = 0.5, truncation = 21, output_n_lat = 8, output_n_lon = 16 }} }}
+            [windows]
+            train = {{ start = "2000-01-01", end = "2000-01-02" }}
+            val = {{ start = "2000-01-01", end = "2000-01-02" }}
+            test = {{ start = "2000-01-01", end = "2000-01-02" }}
+            "#,
+            path = dir.path().join("data").display().to_string(),
+        ))
+        .unwrap();
+        let made: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .map(|_| scope.spawn(|| ensure_synthetic(&config, |_, _| {}).unwrap().1))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(made.iter().filter(|&&m| m).count(), 1, "{made:?}");
+        assert!(!ensure_synthetic(&config, |_, _| {}).unwrap().1);
+        assert!(open(&config).is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod graphcast;
 pub mod loss;
 pub mod metrics;
 pub mod normalise;
+pub mod parallel;
 pub mod restore;
 pub mod schedule;
 pub mod trainer;

@@ -32,6 +32,7 @@ use crate::loss::{loss_weights, weighted_mse};
 use crate::normalise::{
     Climatology, NormalisationStats, NormaliseError, compute_statistics, find_static_channels,
 };
+use crate::parallel::Replicas;
 use crate::windows::{Batch, Split, WindowError, Windows};
 
 pub const METRICS_CSV: &str = "metrics.csv";
@@ -81,6 +82,8 @@ pub enum TrainError {
     },
     #[error("the {split:?} split has no samples: check data.windows and the data's time range")]
     EmptySplit { split: Split },
+    #[error("no device to train on")]
+    NoDevice,
 }
 
 /// What `run.json` of a checkpoint holds.
@@ -283,16 +286,33 @@ pub fn build_model_for(
     build_model_with_static(config, dynamic, stats.channels.len() - dynamic, device)
 }
 
+/// The weights are drawn on the CPU whatever `device` is (each backend has its own random generator), so a seed
+/// gives the same initial weights on every device; on another device they are drawn now and moved there.
 fn build_model_with_static(
     config: &RunConfig,
     dynamic: usize,
     statics: usize,
     device: &Device,
 ) -> WeatherModel {
-    let model = seeded(config.seed, device, || {
-        WeatherModel::new(&config.model, 2 * dynamic + statics, dynamic, device)
-    });
-    checkpoint::canonical_param_ids(model)
+    let cpu = if device.is_autodiff() {
+        Device::flex().autodiff()
+    } else {
+        Device::flex()
+    };
+    seeded(config.seed, &cpu, || {
+        let model = checkpoint::canonical_param_ids(WeatherModel::new(
+            &config.model,
+            2 * dynamic + statics,
+            dynamic,
+            &cpu,
+        ));
+        if *device == cpu {
+            model
+        } else {
+            // Forking a clone initialises the (lazy) parameters here, on the CPU, then moves them.
+            model.clone().fork(device)
+        }
+    })
 }
 
 fn optimizer(config: &RunConfig) -> ModuleOptimizer {
@@ -337,7 +357,7 @@ fn weights(config: &RunConfig, prepared: &Prepared, device: &Device) -> Tensor<3
 }
 
 /// Mean loss over `rollout` autoregressive steps of a batch, in residual units.
-fn rollout_loss(
+pub(crate) fn rollout_loss(
     emulator: &Emulator,
     batch: &Batch,
     rollout: usize,
@@ -378,12 +398,25 @@ fn scalar(t: Tensor<1>) -> f64 {
     f64::from(t.into_scalar::<f32>())
 }
 
-/// Train `config` into `options.run_dir`.
+/// Train `config` into `options.run_dir` on `device`.
 pub fn train(
     config: &RunConfig,
     options: &TrainOptions,
     device: &Device,
 ) -> Result<TrainReport, TrainError> {
+    train_on_devices(config, options, std::slice::from_ref(device))
+}
+
+/// Train `config` into `options.run_dir`, data-parallel over `devices` when there are several
+/// ([`crate::parallel`]): the first holds the model and the optimiser, validates and checkpoints.
+pub fn train_on_devices(
+    config: &RunConfig,
+    options: &TrainOptions,
+    devices: &[Device],
+) -> Result<TrainReport, TrainError> {
+    let Some(device) = devices.first() else {
+        return Err(TrainError::NoDevice);
+    };
     let started = Instant::now();
     let mut prepared = prepare(config)?;
     let train_device = device.clone().autodiff();
@@ -443,6 +476,22 @@ pub fn train(
         options.kernels,
         &train_device,
     );
+    let mut replicas = (devices.len() > 1).then(|| {
+        tracing::info!(
+            "data-parallel training on {} devices: {devices:?}",
+            devices.len()
+        );
+        let autodiff: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
+        Replicas::new(
+            &emulator.model,
+            &config.model,
+            &prepared.graph,
+            &prepared.stats,
+            options.kernels,
+            &autodiff,
+            &weights,
+        )
+    });
     let schedule = config.training.lr_schedule();
     let curriculum = config.training.curriculum(config.data.windows.lead_steps);
     let batch_size = config.data.windows.batch_size;
@@ -478,9 +527,14 @@ pub fn train(
             let batch = batch?;
             let rollout = curriculum.rollout_steps(step);
             let lr = schedule.lr(step);
-            let loss = rollout_loss(&emulator, &batch, rollout, &weights);
-            let grads = GradientsParams::from_grads(loss.backward(), &emulator.model);
-            let loss_value = scalar(loss);
+            let (loss_value, grads) = match replicas.as_mut() {
+                Some(replicas) => replicas.loss_and_grads(&emulator.model, &batch, rollout),
+                None => {
+                    let loss = rollout_loss(&emulator, &batch, rollout, &weights);
+                    let grads = GradientsParams::from_grads(loss.backward(), &emulator.model);
+                    (scalar(loss), grads)
+                }
+            };
             if !loss_value.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
                     step,
