@@ -1,15 +1,20 @@
-//! The probe stage: run a restored model over chosen initial times with a [`ProbeRecorder`] attached.
+//! The probe stage: run a model over chosen initial times with a [`ProbeRecorder`] attached — a trained model
+//! over samples of its own data, an imported GraphCast over the windows of an input file; both through one
+//! recording function on the model's [`Network`].
 
 use std::path::{Path, PathBuf};
 
+use burn::prelude::*;
 use weatherlens_models::hooks::{HookPoint, Hooks};
 use weatherlens_probes::record::{
     META_FILE, NodeSelection, ProbeRecorder, RecordingMeta, write_meta,
 };
 use weatherlens_training::dataset::iso8601;
+use weatherlens_training::graphcast::GraphCastDataError;
 use weatherlens_training::restore::Restored;
 use weatherlens_training::windows::{Split, Windows};
 
+use super::loaded::{ImportedGraphCast, Network};
 use super::{StageError, chosen_layers, initial_states};
 
 /// What to record.
@@ -42,28 +47,15 @@ impl Default for CaptureOptions {
     }
 }
 
-/// Record X_i (`resid_pre`), v_i (`delta`) and X_{i+1} (`resid_post`) of the chosen layers for the chosen
-/// samples and nodes into `out_dir`. Returns the recording's description (also written as `probes.json`).
+/// Record X_i (`resid_pre`), v_i (`delta`) and X_{i+1} (`resid_post`) of the chosen layers of a trained model
+/// for the chosen samples of its data and nodes into `out_dir`. Returns the recording's description (also
+/// written as `probes.json`).
 pub fn probe(
     restored: &Restored,
     options: &CaptureOptions,
     out_dir: &Path,
 ) -> Result<RecordingMeta, StageError> {
     let config = &restored.state.config;
-    let layers = chosen_layers(&options.layers, config.model.num_layers)?;
-    let mut points: Vec<HookPoint> = layers
-        .iter()
-        .flat_map(|&i| {
-            [
-                HookPoint::ResidPre(i),
-                HookPoint::Delta(i),
-                HookPoint::ResidPost(i),
-            ]
-        })
-        .collect();
-    if options.extra_points {
-        points.insert(0, HookPoint::EncoderOut);
-    }
     let windows = Windows::new(&config.data.windows, &restored.dataset.time_hours)?;
     let mut anchors: Vec<usize> = Vec::new();
     for &anchor in windows.anchors(options.split) {
@@ -82,36 +74,137 @@ pub fn probe(
             options.split
         )));
     }
-    let multimesh = restored.graph.multimesh();
+    let times = anchors
+        .iter()
+        .map(|&a| iso8601(restored.dataset.time_hours[a]))
+        .collect();
+    let emulator = &restored.emulator;
+    let batches = anchors.chunks(options.batch_size.max(1)).map(|chunk| {
+        let (previous, current) = initial_states(restored, &windows, chunk)?;
+        Ok(emulator.model_input(previous, current))
+    });
+    record(
+        &Network::trained(restored),
+        options,
+        times,
+        batches,
+        out_dir,
+    )
+}
+
+/// Which initial times of an input file an imported GraphCast is probed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputTimes {
+    /// The first forecast step from the file's first two times: one sample per batch member.
+    First,
+    /// Every window of two consecutive times followed by a third (whose forcings the step takes): times
+    /// (0, 1), (1, 2), ..., one sample per window and batch member, window-major.
+    All,
+}
+
+/// Records the chosen layers and nodes of an imported GraphCast for the first forecast step from `inputs`
+/// (or every window, [`InputTimes::All`]) into `out_dir`; each sample is named by its initial time (the second
+/// time of its window). `options.split`, `every_hours`, `samples` and `batch_size` do not apply: a forward
+/// pass takes one window for every batch member of the file.
+pub fn probe_graphcast(
+    imported: &ImportedGraphCast,
+    inputs: &Path,
+    times: InputTimes,
+    options: &CaptureOptions,
+    out_dir: &Path,
+) -> Result<RecordingMeta, StageError> {
+    let first = imported.read_inputs(inputs, 0)?;
+    let frames = imported.task.layout().input_frames;
+    let windows = match times {
+        InputTimes::First => 1,
+        InputTimes::All => first.times().saturating_sub(frames),
+    };
+    if first.times() < frames + 1 {
+        return Err(GraphCastDataError::TooFewTimes {
+            path: inputs.to_path_buf(),
+            steps: 1,
+            inputs: frames,
+            needed: frames + 1,
+            times: first.times(),
+        }
+        .into());
+    }
+    let sample_times = (0..windows)
+        .flat_map(|w| (0..first.batch()).map(move |b| (w, b)))
+        .map(|(w, b)| iso8601(first.datetimes(b)[w + frames - 1]))
+        .collect();
+    let on_grid = imported.on_grid(first.grid())?;
+    let device = imported.device();
+    let task = &imported.task;
+    let batches = (0..windows).map(|w| {
+        let window = if w == 0 {
+            task.initial_input_tensor(&first, device)?
+        } else {
+            task.initial_input_tensor(&imported.read_inputs(inputs, w)?, device)?
+        };
+        Ok(window)
+    });
+    record(
+        &imported.network(&on_grid),
+        options,
+        sample_times,
+        batches,
+        out_dir,
+    )
+}
+
+/// Runs `network` on each batch of model inputs ([batch, grid points, input channels]; `sample_times` names
+/// their rows in order) with a [`ProbeRecorder`] attached, and writes `probes.json`.
+fn record(
+    network: &Network,
+    options: &CaptureOptions,
+    sample_times: Vec<String>,
+    batches: impl Iterator<Item = Result<Tensor<3>, StageError>>,
+    out_dir: &Path,
+) -> Result<RecordingMeta, StageError> {
+    let config = network.config;
+    let layers = chosen_layers(&options.layers, config.num_layers)?;
+    let mut points: Vec<HookPoint> = layers
+        .iter()
+        .flat_map(|&i| {
+            [
+                HookPoint::ResidPre(i),
+                HookPoint::Delta(i),
+                HookPoint::ResidPost(i),
+            ]
+        })
+        .collect();
+    if options.extra_points {
+        points.insert(0, HookPoint::EncoderOut);
+    }
+    let multimesh = network.graph.multimesh();
     let node_indices = options.nodes.indices(multimesh.node_lat());
     if node_indices.is_empty() {
         return Err(StageError::Invalid("the node selection is empty".into()));
     }
-    let emulator = &restored.emulator;
     let recorder = ProbeRecorder::create(
         out_dir,
         points.clone(),
         &node_indices,
-        config.model.latent_size,
-        anchors.len(),
-        &emulator.device(),
+        config.latent_size,
+        sample_times.len(),
+        &network.device,
     )?;
-    let dataset = &restored.dataset;
-    for chunk in anchors.chunks(options.batch_size.max(1)) {
-        let (previous, current) = initial_states(restored, &windows, chunk)?;
-        emulator.step(previous, current, &Hooks::none().with(&recorder));
-        recorder.end_batch(chunk.len());
+    for input in batches {
+        let input = input?;
+        let batch = input.dims()[0];
+        network
+            .model
+            .forward(network.tensors, input, &Hooks::none().with(&recorder));
+        recorder.end_batch(batch);
     }
     recorder.finish()?;
     let meta = RecordingMeta {
-        model: model_label(&config.name, config.model.processor),
-        checkpoint: restored.checkpoint.display().to_string(),
+        model: network.label.clone(),
+        checkpoint: network.checkpoint.display().to_string(),
         hooks: points.iter().map(|p| p.to_string()).collect(),
         layers,
-        sample_times: anchors
-            .iter()
-            .map(|&a| iso8601(dataset.time_hours[a]))
-            .collect(),
+        sample_times,
         node_lat: node_indices
             .iter()
             .map(|&n| multimesh.node_lat()[n as usize])
@@ -121,8 +214,8 @@ pub fn probe(
             .map(|&n| multimesh.node_lon()[n as usize])
             .collect(),
         node_indices,
-        latent_size: config.model.latent_size,
-        mesh_level: config.model.mesh_level,
+        latent_size: config.latent_size,
+        mesh_level: config.mesh_level,
     };
     write_meta(out_dir, &meta)?;
     Ok(meta)

@@ -35,6 +35,8 @@ pub(crate) struct Wanted<'a> {
     pub file_forcings: &'a [String],
     pub levels: &'a [i64],
     pub input_frames: usize,
+    /// The file's time (in time order) read as its first: earlier times are left out.
+    pub first_time: usize,
 }
 
 /// A GraphCast input file, read for a task.
@@ -155,7 +157,8 @@ impl GraphCastInputs {
     /// Reads what `wanted` asks for from `path`.
     pub(crate) fn read(path: &Path, wanted: &Wanted) -> Result<Self, GraphCastDataError> {
         let source = open_source(path)?;
-        let file = File::open(source.as_ref())?;
+        let mut file = File::open(source.as_ref())?;
+        file.start_at(wanted.first_time)?;
         let points = file.space.lat.len() * file.space.lon.len();
         let times = file.datetimes[0].len();
         if times < wanted.input_frames {
@@ -336,6 +339,22 @@ impl<'a> File<'a> {
             batch: datetimes.len(),
             datetimes,
         })
+    }
+
+    /// Leaves out the times before `first` (in time order): the file is read as if it began there.
+    fn start_at(&mut self, first: usize) -> Result<(), GraphCastDataError> {
+        let times = self.time_index.len();
+        if first >= times {
+            return Err(GraphCastDataError::Times {
+                path: self.source.path().to_path_buf(),
+                detail: format!("no time {first} (from 0): the file has {times} times"),
+            });
+        }
+        self.time_index.drain(..first);
+        for member in &mut self.datetimes {
+            member.drain(..first);
+        }
+        Ok(())
     }
 
     fn bad(&self, variable: &str, detail: String) -> GraphCastDataError {

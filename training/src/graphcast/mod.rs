@@ -133,6 +133,17 @@ impl GraphCastTask {
 
     /// Reads the initial conditions, static fields and forcings of `path` (see [`inputs`]).
     pub fn read_inputs(&self, path: &Path) -> Result<GraphCastInputs, GraphCastDataError> {
+        self.read_inputs_from(path, 0)
+    }
+
+    /// [`Self::read_inputs`] of the file as if it began at its time `first_time` (from 0, in time order): the
+    /// initial conditions are times `first_time ..` and the forcings of lead k those of time
+    /// `first_time + input_frames + k − 1`. A sliding window over a long file (one forecast per initial time).
+    pub fn read_inputs_from(
+        &self,
+        path: &Path,
+        first_time: usize,
+    ) -> Result<GraphCastInputs, GraphCastDataError> {
         GraphCastInputs::read(
             path,
             &inputs::Wanted {
@@ -141,6 +152,7 @@ impl GraphCastTask {
                 file_forcings: &self.file_forcings,
                 levels: &self.config.pressure_levels,
                 input_frames: self.layout.input_frames,
+                first_time,
             },
         )
     }
