@@ -226,7 +226,7 @@ fn has_instant_units(variable: &VariableInfo) -> bool {
 
 /// GraphCast's example-batch times: `datetime(batch, time)` instants, every batch member with its own dates.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct BatchTimes {
+pub struct BatchTimes {
     /// The first dimension of `datetime` (GraphCast: `batch`).
     pub batch_dim: String,
     /// The second (GraphCast: `time`, a timedelta coordinate).
@@ -251,9 +251,7 @@ impl BatchTimes {
 
 /// The valid times of a file in GraphCast's example-batch layout (a two-dimensional `datetime` with CF instant
 /// units), any number of members; `None` when the file has no such variable.
-pub(crate) fn batch_datetimes(
-    source: &dyn GriddedSource,
-) -> Result<Option<BatchTimes>, DatasetError> {
+pub fn batch_datetimes(source: &dyn GriddedSource) -> Result<Option<BatchTimes>, DatasetError> {
     let Some(datetime) = source
         .variable("datetime")
         .filter(|v| v.dims.len() == 2 && has_instant_units(v))

@@ -32,7 +32,8 @@ mod write;
 mod zarr;
 
 pub use axes::{AxisChoices, Convention};
-pub(crate) use axes::{LEVEL_NAMES, SpaceAxes, batch_datetimes, resolve_space, resolve_time};
+pub use axes::{BatchTimes, batch_datetimes};
+pub(crate) use axes::{LEVEL_NAMES, SpaceAxes, resolve_space, resolve_time};
 pub use cf_time::{CfTimeUnits, TimeFormatError, iso8601, parse_iso8601_hours, uniform_step_hours};
 pub use error::DatasetError;
 pub use grid::{Orientation, OrientationError};
