@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
+use weatherlens_models::graph::graphcast::GraphCastTies;
 use weatherlens_models::hooks::Hooks;
 use weatherlens_training::data::axis_choices;
 use weatherlens_training::dataset::{
@@ -44,6 +45,9 @@ pub struct ForecastSummary {
     pub variables: Vec<String>,
     /// Wall time of the rollout (model steps, input assembly and de-normalisation), seconds.
     pub rollout_seconds: f64,
+    /// An imported GraphCast: the grid points whose mesh2grid face is a tie (where rounding decides,
+    /// GraphCast's own pick, and so its output at the point, varies); none for a trained model.
+    pub mesh2grid_ties: Option<GraphCastTies>,
 }
 
 /// Forecasts `steps` steps of `model` from the first two times of `inputs` into the new file `out`.
@@ -104,6 +108,7 @@ fn graphcast_forecast(
         initial_times: inputs.initial_times().into_iter().map(iso8601).collect(),
         variables: forecast.variables.iter().map(|v| v.name.clone()).collect(),
         rollout_seconds,
+        mesh2grid_ties: Some(on_grid.ties),
     })
 }
 
@@ -204,5 +209,6 @@ fn trained_forecast(
             .map(|(c, _)| data.channels[*c].name.clone())
             .collect(),
         rollout_seconds,
+        mesh2grid_ties: None,
     })
 }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use weatherlens_models::config::ModelConfig;
 use weatherlens_models::fused::Kernels;
-use weatherlens_models::graph::ModelGraph;
+use weatherlens_models::graph::graphcast::{self as graphcast_graph, GraphCastTies};
+use weatherlens_models::graph::{GraphError, ModelGraph};
 use weatherlens_models::graph_tensors::GraphTensors;
 use weatherlens_models::grid::LatLonGrid;
 use weatherlens_models::model::WeatherModel;
@@ -87,6 +88,8 @@ pub struct ImportedGraphCast {
 pub struct OnGrid {
     pub graph: ModelGraph,
     pub tensors: GraphTensors,
+    /// Grid points whose mesh2grid face is a tie (where rounding decides, GraphCast's own pick varies).
+    pub ties: GraphCastTies,
 }
 
 impl ImportedGraphCast {
@@ -138,13 +141,30 @@ impl ImportedGraphCast {
         Ok(self.task.read_inputs_from(path, first_time)?)
     }
 
-    /// GraphCast's graphs on `grid` (built as GraphCast's code builds them), uploaded to the model's device.
+    /// GraphCast's graphs on `grid` (built as GraphCast's code builds them), uploaded to the model's device,
+    /// with the count of its mesh2grid ties (logged when rounding decides some).
     pub fn on_grid(&self, grid: &LatLonGrid) -> Result<OnGrid, StageError> {
-        let graph = ModelGraph::for_model(grid, &self.description.model).map_err(|e| {
+        let invalid = |e: GraphError| {
             StageError::Invalid(format!("GraphCast's graph on the input grid: {e}"))
-        })?;
+        };
+        let model = &self.description.model;
+        let graph = ModelGraph::for_model(grid, model).map_err(invalid)?;
+        let ties = graphcast_graph::mesh2grid_ties(grid, model.mesh_level).map_err(invalid)?;
+        if ties.decided_by_rounding > 0 {
+            tracing::info!(
+                "{} of {} grid points have a mesh2grid face that rounding decides ({} take GraphCast's recorded \
+                 choice): GraphCast's own pick there varies, and so may its outputs at those points",
+                ties.decided_by_rounding,
+                grid.num_points(),
+                ties.recorded
+            );
+        }
         let tensors = GraphTensors::new(&graph, None, self.kernels, &self.device);
-        Ok(OnGrid { graph, tensors })
+        Ok(OnGrid {
+            graph,
+            tensors,
+            ties,
+        })
     }
 
     /// The network on `on_grid` for the network-only stages.
