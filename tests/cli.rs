@@ -1232,3 +1232,75 @@ fn an_untrained_recording_is_the_control_that_untrained_alignment_does_not_excee
     ]);
     assert!(against["metrics"]["cka_unbiased"].as_f64().unwrap() < 0.999);
 }
+
+#[test]
+fn forecast_of_a_trained_model_writes_every_predicted_channel_at_each_lead() {
+    use weatherlens_training::dataset::{batch_datetimes, open_source, read_variable};
+    let ws = shared();
+    let data = "data/tiny/synthetic.nc";
+    let summary = ws.json(&[
+        "forecast",
+        "--checkpoint",
+        "run",
+        "--inputs",
+        data,
+        "--steps",
+        "2",
+        "--out",
+        "forecast-2.nc",
+        "--json",
+    ]);
+    assert_eq!(summary["model_kind"], "weatherlens", "{summary}");
+    assert_eq!(summary["lead_hours"], serde_json::json!([6, 12]));
+    ws.ok(&[
+        "forecast",
+        "--checkpoint",
+        "run",
+        "--inputs",
+        data,
+        "--steps",
+        "1",
+        "--out",
+        "forecast-1.nc",
+    ]);
+    let variables: Vec<String> = summary["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(variables.iter().any(|v| v == "z500"), "{variables:?}");
+    let two = open_source(&ws.path("forecast-2.nc")).unwrap();
+    let one = open_source(&ws.path("forecast-1.nc")).unwrap();
+    let file_times =
+        weatherlens_training::dataset::Reader::open_path(&ws.path(data), &[], &Default::default())
+            .unwrap()
+            .time_hours()[2..4]
+            .to_vec();
+    assert_eq!(
+        batch_datetimes(two.as_ref()).unwrap().unwrap().member(0),
+        file_times
+    );
+    for name in &variables {
+        let stored = read_variable(two.as_ref(), name).unwrap();
+        assert_eq!(stored.dims, ["batch", "time", "lat", "lon"], "{name}");
+        assert_eq!(stored.shape[..2], [1, 2], "{name}");
+        assert!(stored.values.iter().all(|v| v.is_finite()), "{name}");
+        // The first lead of a 2-step forecast is the 1-step forecast.
+        let first = read_variable(one.as_ref(), name).unwrap();
+        assert_eq!(stored.values[..first.values.len()], first.values, "{name}");
+    }
+    // Too few times for the steps: both counts named.
+    let error = ws.fails(&[
+        "forecast",
+        "--checkpoint",
+        "run",
+        "--inputs",
+        data,
+        "--steps",
+        "100000",
+        "--out",
+        "never.nc",
+    ]);
+    assert!(error.contains("need 100002 times"), "{error}");
+}

@@ -6,19 +6,23 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use weatherlens::report::jacobian::jacobian_markdown;
-use weatherlens::stages::jacobian::{JacobianOptions, jacobian};
+use weatherlens::stages::jacobian::{JacobianOptions, diagnose, diagnose_graphcast, write_report};
+use weatherlens::stages::loaded::{LoadedModel, load};
 use weatherlens::stages::run_folder;
 use weatherlens_probes::jacobian::{AsymmetryOptions, ProbeDistribution, RangeOptions};
-use weatherlens_training::restore::restore;
 
 use super::Context;
 use super::probe::{parse_layers, parse_split};
 
 #[derive(Debug, Args)]
 pub struct JacobianArgs {
-    /// A run folder (its newest checkpoint is used) or a checkpoint folder.
+    /// A run folder (its newest checkpoint is used), a checkpoint folder or an imported GraphCast folder.
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// For an imported GraphCast: the input file whose first forecast step gives the states X_i (--sample
+    /// picks the batch member).
+    #[arg(long)]
+    pub inputs: Option<PathBuf>,
     /// Layers to diagnose: `all` or a comma list like `0,3,7`.
     #[arg(long, default_value = "all")]
     pub layers: String,
@@ -72,11 +76,26 @@ pub fn run(args: JacobianArgs, context: &Context) -> Result<()> {
             ..RangeOptions::default()
         },
     };
-    let restored = restore(&args.checkpoint, &context.device, context.kernels)?;
+    let model = load(&args.checkpoint, &context.device, context.kernels)?;
     let out = args
         .out
         .unwrap_or_else(|| run_folder(&args.checkpoint).join("jacobian"));
-    let report = jacobian(&restored, &options, &out)?;
+    let report = match (&model, &args.inputs) {
+        (LoadedModel::Trained(restored), None) => diagnose(restored, &options)?,
+        (LoadedModel::GraphCast(imported), Some(inputs)) => {
+            diagnose_graphcast(imported, inputs, &options)?
+        }
+        (LoadedModel::Trained(_), Some(_)) => bail!(
+            "--inputs: {} is a WeatherLens run, diagnosed on a sample of its own data (--split, --sample); \
+             --inputs is for imported GraphCast checkpoints",
+            args.checkpoint.display()
+        ),
+        (LoadedModel::GraphCast(_), None) => bail!(
+            "{} is an imported GraphCast, which has no data of its own: give --inputs FILE",
+            args.checkpoint.display()
+        ),
+    };
+    write_report(&report, &out)?;
     if args.json {
         super::print_json(&report)
     } else {

@@ -7,6 +7,8 @@ mod data;
 mod demo;
 mod errors;
 mod evaluate;
+mod forecast;
+mod import;
 mod jacobian;
 mod probe;
 mod study;
@@ -60,6 +62,10 @@ pub enum Command {
     Data(data::DataArgs),
     /// Train a model from a run config.
     Train(train::TrainArgs),
+    /// Import a published model as a checkpoint folder (`import graphcast`).
+    Import(import::ImportArgs),
+    /// Forecast N 6-hour steps from an input file's first two times into a NetCDF file.
+    Forecast(forecast::ForecastArgs),
     /// Forecast the test split and score against persistence, climatology and physics.
     Evaluate(evaluate::EvaluateArgs),
     /// Record X_i, v_i and X_{i+1} at the processor's hook points.
@@ -99,6 +105,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(args, &context),
         Command::Summary(args) => summary::run(args, &context),
         Command::Data(args) => data::run(args, &context),
+        Command::Import(args) => import::run(args, &context),
+        Command::Forecast(args) => forecast::run(args, &context),
         Command::Evaluate(args) => evaluate::run(args, &context),
         Command::Train(args) => train::run(args, &context),
         Command::Probe(args) => probe::run(args, &context),

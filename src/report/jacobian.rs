@@ -161,16 +161,17 @@ pub fn jacobian_markdown(report: &JacobianReport) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# Gradient-flow diagnostics of {}\n\nStates X_i of the {} split's sample at {}; mesh level {} ({} nodes), \
+        "# Gradient-flow diagnostics of {}\n\nStates X_i of the {} at {}; mesh level {} ({} nodes), \
          latent {}.\n\nAsymmetry A = ‖J − Jᵀ‖_F / ‖J‖_F of J = ∂v_i/∂X_i (0: v_i is locally a gradient field; \
          √2 ≈ 1.41: J_ij and J_ji uncorrelated; 2: a pure rotation), from {} probe vectors. Range: the \
          distance within which {:.0} % of the summed influence ‖∂v_i^n/∂X^m‖_F on {} receiver nodes lies; reach: \
          the farthest node with any influence; self share: the part of the influence a node has on itself.\n",
         report.model,
         match report.split {
-            Split::Train => "train",
-            Split::Val => "val",
-            Split::Test => "test",
+            Some(Split::Train) => "train split's sample",
+            Some(Split::Val) => "val split's sample",
+            Some(Split::Test) => "test split's sample",
+            None => "input file's first forecast step",
         },
         report.sample_time,
         report.mesh_level,

@@ -13,7 +13,8 @@ use super::StageError;
 use crate::output::write_csv;
 use crate::report::skill::scorecard_plots;
 
-/// Evaluates the newest checkpoint of `checkpoint` and writes the tables and plots into `out_dir`, which
+/// Evaluates the newest checkpoint of `checkpoint` (a WeatherLens run; an imported GraphCast is refused,
+/// naming why) and writes the tables and plots into `out_dir`, which
 /// appears whole or not at all (a folder written aside, then renamed).
 pub fn evaluate(
     checkpoint: &Path,
@@ -21,6 +22,13 @@ pub fn evaluate(
     device: &Device,
     kernels: Kernels,
 ) -> Result<Evaluation, StageError> {
+    if super::import::is_imported(checkpoint) {
+        return Err(StageError::Invalid(format!(
+            "{}: an imported GraphCast has no test split of its own to evaluate on (evaluation needs a data set \
+             in its own layout, with its forcings); forecast an input file with `weatherlens forecast` instead",
+            checkpoint.display()
+        )));
+    }
     let evaluation = evaluate::evaluate(checkpoint, device, kernels)?;
     let unit = AtomicDir::create(out_dir)?;
     write_csv(&unit.path().join(SCORECARD_CSV), &evaluation.scores)?;

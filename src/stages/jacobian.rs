@@ -1,4 +1,4 @@
-//! The jacobian stage: gradient-flow diagnostics of each processor step of a trained model — how far v_i is
+//! The jacobian stage: gradient-flow diagnostics of each processor step of a trained or imported model — how far v_i is
 //! from a gradient field (Jacobian asymmetry) and how far its inputs reach on the sphere — at the states one
 //! sample gives the processor. The estimators are [`weatherlens_probes::jacobian`]'s.
 
@@ -15,7 +15,7 @@ use weatherlens_training::dataset::iso8601;
 use weatherlens_training::restore::Restored;
 use weatherlens_training::windows::{Split, Windows};
 
-use super::probe::model_label;
+use super::loaded::{ImportedGraphCast, Network};
 use super::{StageError, chosen_layers, initial_states};
 use crate::report::jacobian::write_jacobian;
 
@@ -93,7 +93,8 @@ pub struct LayerJacobian {
 pub struct JacobianReport {
     pub checkpoint: String,
     pub model: String,
-    pub split: Split,
+    /// The split the sample came from; none when it came from an input file (an imported GraphCast).
+    pub split: Option<Split>,
     pub sample_time: String,
     pub mesh_level: u32,
     pub nodes: usize,
@@ -102,21 +103,66 @@ pub struct JacobianReport {
 }
 
 /// Asymmetry and interaction range of the chosen processor layers of a restored model, at the states one
-/// sample gives them.
+/// sample of `options.split` gives them.
 pub fn diagnose(
     restored: &Restored,
     options: &JacobianOptions,
 ) -> Result<JacobianReport, StageError> {
-    let config = &restored.state.config;
-    let layers = chosen_layers(&options.layers, config.model.num_layers)?;
     let sample = sample_states(restored, options.split, options.sample)?;
-    let mesh = restored.graph.multimesh();
-    let emulator = &restored.emulator;
+    diagnose_states(
+        &Network::trained(restored),
+        Some(options.split),
+        sample,
+        options,
+    )
+}
+
+/// Asymmetry and interaction range of the chosen processor layers of an imported GraphCast, at the states the
+/// first forecast step from `inputs` gives them for batch member `options.sample` (`options.split` does not
+/// apply).
+pub fn diagnose_graphcast(
+    imported: &ImportedGraphCast,
+    inputs: &Path,
+    options: &JacobianOptions,
+) -> Result<JacobianReport, StageError> {
+    let file = imported.read_inputs(inputs, 0)?;
+    let member = options.sample;
+    if member >= file.batch() {
+        return Err(StageError::Invalid(format!(
+            "sample {member} does not exist: {} has {} batch members",
+            inputs.display(),
+            file.batch()
+        )));
+    }
+    let on_grid = imported.on_grid(file.grid())?;
+    let network = imported.network(&on_grid);
+    let input = imported
+        .task
+        .initial_input_tensor(&file, imported.device())?
+        .narrow(0, member, 1);
+    let sample = SampleStates {
+        time: iso8601(file.initial_times()[member]),
+        states: processor_states(network.model, network.tensors, input),
+    };
+    diagnose_states(&network, None, sample, options)
+}
+
+/// Both diagnostics of the chosen layers of `network` at `sample`'s states; `split` the split it came from
+/// (none for an input file).
+fn diagnose_states(
+    network: &Network,
+    split: Option<Split>,
+    sample: SampleStates,
+    options: &JacobianOptions,
+) -> Result<JacobianReport, StageError> {
+    let config = network.config;
+    let layers = chosen_layers(&options.layers, config.num_layers)?;
+    let mesh = network.graph.multimesh();
     let mut rows = Vec::with_capacity(layers.len());
     for &layer in &layers {
         let started = std::time::Instant::now();
         let (x, edges) = &sample.states[layer];
-        let v = layer_function(&emulator.model, &emulator.graph, layer, edges.clone());
+        let v = layer_function(network.model, network.tensors, layer, edges.clone());
         let asymmetry = jacobian_asymmetry(&v, x, &options.asymmetry)?;
         let range = interaction_range(&v, x, mesh.node_lat(), mesh.node_lon(), &options.range)?;
         tracing::info!(
@@ -135,26 +181,32 @@ pub fn diagnose(
         });
     }
     Ok(JacobianReport {
-        checkpoint: restored.checkpoint.display().to_string(),
-        model: model_label(&config.name, config.model.processor),
-        split: options.split,
+        checkpoint: network.checkpoint.display().to_string(),
+        model: network.label.clone(),
+        split,
         sample_time: sample.time,
-        mesh_level: config.model.mesh_level,
+        mesh_level: config.mesh_level,
         nodes: mesh.num_nodes(),
-        latent_size: config.model.latent_size,
+        latent_size: config.latent_size,
         layers: rows,
     })
 }
 
-/// Diagnoses the chosen layers and writes the outputs into `out_dir` as one unit.
+/// Diagnoses the chosen layers of a trained model and writes the outputs into `out_dir` as one unit.
 pub fn jacobian(
     restored: &Restored,
     options: &JacobianOptions,
     out_dir: &Path,
 ) -> Result<JacobianReport, StageError> {
     let report = diagnose(restored, options)?;
-    let unit = AtomicDir::create(out_dir)?;
-    write_jacobian(&report, unit.path())?;
-    unit.commit()?;
+    write_report(&report, out_dir)?;
     Ok(report)
+}
+
+/// Writes `report` (`jacobian.json`, CSVs, plots) into `out_dir` as one unit.
+pub fn write_report(report: &JacobianReport, out_dir: &Path) -> Result<(), StageError> {
+    let unit = AtomicDir::create(out_dir)?;
+    write_jacobian(report, unit.path())?;
+    unit.commit()?;
+    Ok(())
 }

@@ -2,17 +2,25 @@
 //!
 //! ```text
 //! train     config -> run folder with checkpoints and metrics            (train.rs)
+//! import    GraphCast params + stats -> imported checkpoint folder        (import.rs)
+//! forecast  checkpoint + input file -> forecast NetCDF                    (forecast.rs)
 //! evaluate  checkpoint -> scorecard.csv, errors.csv, RMSE plots           (evaluate.rs)
 //! probe     checkpoint -> recording of X_i, v_i, X_{i+1}                  (probe.rs)
 //! analyze   recording -> velocity decay, spectral centroid, report        (analyze.rs)
 //! compare   two recordings -> alignment with controls, pooled or per location (compare.rs)
 //! jacobian  checkpoint -> Jacobian asymmetry and interaction range        (jacobian.rs)
 //! ```
+//!
+//! Stages taking a checkpoint accept either kind through [`loaded::load`]: a WeatherLens run or an imported
+//! GraphCast.
 
 pub mod analyze;
 pub mod compare;
 pub mod evaluate;
+pub mod forecast;
+pub mod import;
 pub mod jacobian;
+pub mod loaded;
 pub mod probe;
 pub mod train;
 
@@ -20,11 +28,14 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use weatherlens_models::files::FileError;
+use weatherlens_models::graphcast::GraphCastError;
 use weatherlens_probes::analysis::AnalysisError;
 use weatherlens_probes::jacobian::JacobianError;
 use weatherlens_probes::record::RecordError;
+use weatherlens_training::checkpoint::CheckpointError;
 use weatherlens_training::dataset::DatasetError;
 use weatherlens_training::evaluate::EvaluateError;
+use weatherlens_training::graphcast::GraphCastDataError;
 use weatherlens_training::restore::{RestoreError, Restored};
 use weatherlens_training::trainer::TrainError;
 use weatherlens_training::windows::{FrameSource, WindowError};
@@ -62,6 +73,14 @@ pub enum StageError {
     Windows(#[from] WindowError),
     #[error(transparent)]
     Data(#[from] DatasetError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A GraphCast checkpoint (`.npz`) that cannot be imported.
+    #[error(transparent)]
+    GraphCast(#[from] GraphCastError),
+    /// GraphCast's statistics, input files or rollout.
+    #[error(transparent)]
+    GraphCastData(#[from] GraphCastDataError),
     #[error("{0}")]
     Invalid(String),
 }

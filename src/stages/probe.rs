@@ -1,22 +1,26 @@
-//! The probe stage: run a restored model over chosen initial times with a [`ProbeRecorder`] attached, recording
-//! X_i, v_i, X_{i+1} of the processor and the model's input fields at the recorded nodes (`inputs`, the input
-//! baseline of alignment); and the controls stage: the same recording of the same architecture at
-//! initialisation (no training: one forward pass per batch), on the same inputs.
+//! The probe stage: run a model over chosen initial times with a [`ProbeRecorder`] attached — a trained model
+//! over samples of its own data, an imported GraphCast over the windows of an input file; both through one
+//! recording function on the model's [`Network`], which records X_i, v_i, X_{i+1} of the processor and the
+//! model's input fields at the recorded nodes (`inputs`, the input baseline of alignment). The controls stage
+//! ([`probe_untrained`]) records the same architecture at initialisation (no training: one forward pass per
+//! batch) on the same inputs.
 
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use weatherlens_models::hooks::{HookPoint, Hooks};
+use weatherlens_models::model::WeatherModel;
 use weatherlens_probes::locations::NodeSet;
 use weatherlens_probes::record::{
     META_FILE, NodeSelection, ProbeRecorder, RecordingMeta, write_meta,
 };
 use weatherlens_training::dataset::iso8601;
-use weatherlens_training::emulator::Emulator;
+use weatherlens_training::graphcast::GraphCastDataError;
 use weatherlens_training::restore::Restored;
 use weatherlens_training::trainer::build_model;
 use weatherlens_training::windows::{Split, Windows};
 
+use super::loaded::{ImportedGraphCast, Network};
 use super::{StageError, chosen_layers, initial_states};
 
 /// What to record.
@@ -49,15 +53,15 @@ impl Default for CaptureOptions {
     }
 }
 
-/// Record X_i (`resid_pre`), v_i (`delta`) and X_{i+1} (`resid_post`) of the chosen layers for the chosen
-/// samples and nodes into `out_dir`, with the model's input fields at those nodes (`inputs`). Returns the
-/// recording's description (also written as `probes.json`).
+/// Record X_i (`resid_pre`), v_i (`delta`) and X_{i+1} (`resid_post`) of the chosen layers of a trained model
+/// for the chosen samples of its data and nodes into `out_dir`, with the model's input fields at those nodes
+/// (`inputs`). Returns the recording's description (also written as `probes.json`).
 pub fn probe(
     restored: &Restored,
     options: &CaptureOptions,
     out_dir: &Path,
 ) -> Result<RecordingMeta, StageError> {
-    record(restored, &restored.emulator, options, out_dir, None)
+    probe_trained(restored, Network::trained(restored), options, out_dir)
 }
 
 /// The untrained control: [`probe`] of the same architecture at initialisation (the run config's seed, the
@@ -69,47 +73,27 @@ pub fn probe_untrained(
 ) -> Result<RecordingMeta, StageError> {
     let config = &restored.state.config;
     let device = restored.emulator.device();
-    let model = build_model(config, restored.dataset.channels.len(), &device);
-    let kernels = restored.emulator.graph.kernels;
-    let emulator = Emulator::new(
-        model,
-        &config.model,
-        &restored.graph,
-        restored.state.normalisation.clone(),
-        kernels,
-        &device,
-    );
-    record(
-        restored,
-        &emulator,
-        options,
-        out_dir,
-        Some(format!("untrained (initialisation, seed {})", config.seed)),
-    )
+    let untrained: WeatherModel = build_model(config, restored.dataset.channels.len(), &device);
+    let trained = Network::trained(restored);
+    let network = Network {
+        label: format!(
+            "{}, untrained (initialisation, seed {})",
+            trained.label, config.seed
+        ),
+        model: &untrained,
+        ..trained
+    };
+    probe_trained(restored, network, options, out_dir)
 }
 
-fn record(
+/// [`record`] of `network` (the trained model or its untrained control) on samples of `restored`'s data.
+fn probe_trained(
     restored: &Restored,
-    emulator: &Emulator,
+    network: Network,
     options: &CaptureOptions,
     out_dir: &Path,
-    untrained: Option<String>,
 ) -> Result<RecordingMeta, StageError> {
     let config = &restored.state.config;
-    let layers = chosen_layers(&options.layers, config.model.num_layers)?;
-    let mut points: Vec<HookPoint> = layers
-        .iter()
-        .flat_map(|&i| {
-            [
-                HookPoint::ResidPre(i),
-                HookPoint::Delta(i),
-                HookPoint::ResidPost(i),
-            ]
-        })
-        .collect();
-    if options.extra_points {
-        points.insert(0, HookPoint::EncoderOut);
-    }
     let windows = Windows::new(&config.data.windows, &restored.dataset.time_hours)?;
     let mut anchors: Vec<usize> = Vec::new();
     for &anchor in windows.anchors(options.split) {
@@ -128,16 +112,128 @@ fn record(
             options.split
         )));
     }
-    let multimesh = restored.graph.multimesh();
+    let times = anchors
+        .iter()
+        .map(|&a| iso8601(restored.dataset.time_hours[a]))
+        .collect();
+    let emulator = &restored.emulator;
+    let batches = anchors.chunks(options.batch_size.max(1)).map(|chunk| {
+        let (previous, current) = initial_states(restored, &windows, chunk)?;
+        Ok(emulator.model_input(previous, current))
+    });
+    let channel_names: Vec<String> = restored
+        .state
+        .normalisation
+        .channels
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let inputs = format!(
+        "the normalised state at t − 6 h then at t ({}; static channels once)",
+        channel_names.join(", ")
+    );
+    record(&network, options, times, batches, &inputs, out_dir)
+}
+
+/// Which initial times of an input file an imported GraphCast is probed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputTimes {
+    /// The first forecast step from the file's first two times: one sample per batch member.
+    First,
+    /// Every window of two consecutive times followed by a third (whose forcings the step takes): times
+    /// (0, 1), (1, 2), ..., one sample per window and batch member, window-major.
+    All,
+}
+
+/// Records the chosen layers and nodes of an imported GraphCast for the first forecast step from `inputs`
+/// (or every window, [`InputTimes::All`]) into `out_dir`; each sample is named by its initial time (the second
+/// time of its window). `options.split`, `every_hours`, `samples` and `batch_size` do not apply: a forward
+/// pass takes one window for every batch member of the file.
+pub fn probe_graphcast(
+    imported: &ImportedGraphCast,
+    inputs: &Path,
+    times: InputTimes,
+    options: &CaptureOptions,
+    out_dir: &Path,
+) -> Result<RecordingMeta, StageError> {
+    let first = imported.read_inputs(inputs, 0)?;
+    let frames = imported.task.layout().input_frames;
+    let windows = match times {
+        InputTimes::First => 1,
+        InputTimes::All => first.times().saturating_sub(frames),
+    };
+    if first.times() < frames + 1 {
+        return Err(GraphCastDataError::TooFewTimes {
+            path: inputs.to_path_buf(),
+            steps: 1,
+            inputs: frames,
+            needed: frames + 1,
+            times: first.times(),
+        }
+        .into());
+    }
+    let sample_times = (0..windows)
+        .flat_map(|w| (0..first.batch()).map(move |b| (w, b)))
+        .map(|(w, b)| iso8601(first.datetimes(b)[w + frames - 1]))
+        .collect();
+    let on_grid = imported.on_grid(first.grid())?;
+    let device = imported.device();
+    let task = &imported.task;
+    let batches = (0..windows).map(|w| {
+        let window = if w == 0 {
+            task.initial_input_tensor(&first, device)?
+        } else {
+            task.initial_input_tensor(&imported.read_inputs(inputs, w)?, device)?
+        };
+        Ok(window)
+    });
+    let inputs = format!(
+        "GraphCast's normalised inputs and forcings ({})",
+        task.input_channel_names().join(", ")
+    );
+    record(
+        &imported.network(&on_grid),
+        options,
+        sample_times,
+        batches,
+        &inputs,
+        out_dir,
+    )
+}
+
+/// Runs `network` on each batch of model inputs ([batch, grid points, input channels]; `sample_times` names
+/// their rows in order) with a [`ProbeRecorder`] attached, records the input fields at each recorded node
+/// (those of the nearest grid point — nearest neighbour, not interpolated, ties to the lower grid index — then
+/// the point's static features sin(lat), cos(lon), sin(lon); `input_channels` says what the model's input
+/// channels are), and writes `probes.json`.
+fn record(
+    network: &Network,
+    options: &CaptureOptions,
+    sample_times: Vec<String>,
+    batches: impl Iterator<Item = Result<Tensor<3>, StageError>>,
+    input_channels: &str,
+    out_dir: &Path,
+) -> Result<RecordingMeta, StageError> {
+    let config = network.config;
+    let layers = chosen_layers(&options.layers, config.num_layers)?;
+    let mut points: Vec<HookPoint> = layers
+        .iter()
+        .flat_map(|&i| {
+            [
+                HookPoint::ResidPre(i),
+                HookPoint::Delta(i),
+                HookPoint::ResidPost(i),
+            ]
+        })
+        .collect();
+    if options.extra_points {
+        points.insert(0, HookPoint::EncoderOut);
+    }
+    let multimesh = network.graph.multimesh();
     let node_indices = options.nodes.indices(multimesh.node_lat());
     if node_indices.is_empty() {
         return Err(StageError::Invalid("the node selection is empty".into()));
     }
-    // The input fields at each recorded node: those of the nearest grid point (nearest neighbour, no
-    // interpolation), ties to the lower grid index.
-    let grid = restored.graph.grid();
-    let (grid_lat, grid_lon): (Vec<f64>, Vec<f64>) =
-        (0..grid.num_points()).map(|p| grid.lat_lon(p)).unzip();
     let node_lat: Vec<f64> = node_indices
         .iter()
         .map(|&n| multimesh.node_lat()[n as usize])
@@ -146,90 +242,83 @@ fn record(
         .iter()
         .map(|&n| multimesh.node_lon()[n as usize])
         .collect();
+    let grid = network.graph.grid();
+    let (grid_lat, grid_lon): (Vec<f64>, Vec<f64>) =
+        (0..grid.num_points()).map(|p| grid.lat_lon(p)).unzip();
     let nearest = NodeSet::new("grid", &grid_lat, &grid_lon)
         .and_then(|grid| grid.nearest(&node_lat, &node_lon))
         .map_err(|e| StageError::Invalid(e.to_string()))?;
-    let device = emulator.device();
     let nearest_index: Vec<i64> = nearest.iter().map(|n| n.node as i64).collect();
     let nearest_index = Tensor::<1, Int>::from_data(
         TensorData::new(nearest_index, [node_indices.len()]),
-        &device,
+        &network.device,
     );
-    // The static inputs of that grid point: [sin lat, cos lon, sin lon] (the encoder's grid node features).
-    let features = restored.graph.grid_node_features();
+    let features = network.graph.grid_node_features();
     let per_point = features.len() / grid.num_points().max(1);
     let static_at_nodes: Vec<f32> = nearest
         .iter()
         .flat_map(|n| &features[n.node * per_point..(n.node + 1) * per_point])
         .copied()
         .collect();
-    let state_channels = emulator.model_input_channels();
-    let input_channels = state_channels + per_point;
+    let mut batches = batches;
+    let first = batches
+        .next()
+        .transpose()?
+        .ok_or_else(|| StageError::Invalid("no samples to record".into()))?;
+    let model_channels = first.dims()[2];
+    let recorded_channels = model_channels + per_point;
     let recorder = ProbeRecorder::create_with_inputs(
         out_dir,
         points.clone(),
         &node_indices,
-        config.model.latent_size,
-        anchors.len(),
-        Some(input_channels),
-        &device,
+        config.latent_size,
+        sample_times.len(),
+        Some(recorded_channels),
+        &network.device,
     )?;
-    let dataset = &restored.dataset;
-    for chunk in anchors.chunks(options.batch_size.max(1)) {
-        let (previous, current) = initial_states(restored, &windows, chunk)?;
-        let states = emulator
-            .model_input(previous.clone(), current.clone())
+    for input in std::iter::once(Ok(first)).chain(batches) {
+        let input = input?;
+        let batch = input.dims()[0];
+        let at_nodes = input
+            .clone()
             .select(1, nearest_index.clone())
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| StageError::Invalid(format!("model inputs: {e:?}")))?;
-        let inputs: Vec<f32> = states
-            .chunks(state_channels)
+        let values: Vec<f32> = at_nodes
+            .chunks(model_channels)
             .enumerate()
-            .flat_map(|(row, state)| {
+            .flat_map(|(row, channels)| {
                 let node = row % node_indices.len();
-                state
+                channels
                     .iter()
                     .chain(&static_at_nodes[node * per_point..(node + 1) * per_point])
                     .copied()
             })
             .collect();
-        recorder.write_inputs(inputs, chunk.len())?;
-        emulator.step(previous, current, &Hooks::none().with(&recorder));
-        recorder.end_batch(chunk.len());
+        recorder.write_inputs(values, batch)?;
+        network
+            .model
+            .forward(network.tensors, input, &Hooks::none().with(&recorder));
+        recorder.end_batch(batch);
     }
     recorder.finish()?;
-    let channel_names: Vec<String> = restored
-        .state
-        .normalisation
-        .channels
-        .iter()
-        .map(|c| c.name.clone())
-        .collect();
-    let label = model_label(&config.name, config.model.processor);
     let meta = RecordingMeta {
-        model: match &untrained {
-            Some(words) => format!("{label}, {words}"),
-            None => label,
-        },
-        checkpoint: restored.checkpoint.display().to_string(),
+        model: network.label.clone(),
+        checkpoint: network.checkpoint.display().to_string(),
         hooks: points.iter().map(|p| p.to_string()).collect(),
         layers,
-        sample_times: anchors
-            .iter()
-            .map(|&a| iso8601(dataset.time_hours[a]))
-            .collect(),
+        sample_times,
         node_lat,
         node_lon,
         node_indices,
-        latent_size: config.model.latent_size,
-        mesh_level: config.model.mesh_level,
+        latent_size: config.latent_size,
+        mesh_level: config.mesh_level,
         inputs: Some(format!(
-            "the model's input at the grid point nearest each node (nearest neighbour, not interpolated): the \
-             normalised state at t − 6 h then at t ({} each), then the point's static features sin(lat), \
-             cos(lon), sin(lon); {input_channels} channels",
-            channel_names.join(", ")
+            "the model's input at the grid point nearest each node (nearest neighbour, not interpolated): \
+             {input_channels}; then the point's static features sin(lat), cos(lon), sin(lon); \
+             {recorded_channels} channels"
         )),
     };
     write_meta(out_dir, &meta)?;

@@ -8,6 +8,7 @@ pub mod data;
 pub mod dataset;
 pub mod emulator;
 pub mod evaluate;
+pub mod graphcast;
 pub mod loss;
 pub mod metrics;
 pub mod normalise;

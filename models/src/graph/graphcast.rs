@@ -35,7 +35,7 @@ const TRIMESH_TOLERANCE: f64 = 1e-8;
 const RECORDED_FACES: &str = include_str!("graphcast_mesh2grid.txt");
 
 /// How many grid points of a graph lie where the mesh2grid face is a tie.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct GraphCastTies {
     /// Points whose two nearest faces are within trimesh's tolerance (settled by the face normals).
     pub within_tolerance: usize,
@@ -177,16 +177,8 @@ pub fn build_with(
     recorded: &[(usize, usize)],
 ) -> Result<ModelGraph, GraphError> {
     let multimesh = multimesh(mesh_size)?;
-    let grid_lat_lon: Vec<(f32, f32)> = (0..grid.num_points())
-        .map(|k| {
-            let (lat, lon) = grid.lat_lon(k);
-            (lat as f32, lon as f32)
-        })
-        .collect();
-    let grid_points: Vec<Vec3> = grid_lat_lon
-        .iter()
-        .map(|&(lat, lon)| unit_f32(lat, lon).map(f64::from))
-        .collect();
+    let grid_lat_lon = grid_lat_lon_f32(grid);
+    let grid_points = unit_points_f32(&grid_lat_lon);
     let finest = multimesh.finest_mesh();
     let longest = finest
         .directed_edges()
@@ -227,6 +219,35 @@ pub fn build_with(
         mesh2grid_normalisation,
         interpolation,
     ))
+}
+
+/// The grid's latitudes and longitudes as the f32 GraphCast computes its geometry from, grid point order.
+fn grid_lat_lon_f32(grid: &LatLonGrid) -> Vec<(f32, f32)> {
+    (0..grid.num_points())
+        .map(|k| {
+            let (lat, lon) = grid.lat_lon(k);
+            (lat as f32, lon as f32)
+        })
+        .collect()
+}
+
+/// Unit vectors of f32 (lat, lon) pairs, computed in f32 and given as f64 values.
+fn unit_points_f32(lat_lon: &[(f32, f32)]) -> Vec<Vec3> {
+    lat_lon
+        .iter()
+        .map(|&(lat, lon)| unit_f32(lat, lon).map(f64::from))
+        .collect()
+}
+
+/// How many grid points of `grid` have a tied mesh2grid face at `mesh_size`, and how many of those take a
+/// recorded choice of GraphCast's code ([`recorded_faces`]): where rounding decides, GraphCast's own outputs
+/// may differ from WeatherLens's at those points (the graph [`build`] makes is otherwise GraphCast's).
+pub fn mesh2grid_ties(grid: &LatLonGrid, mesh_size: u32) -> Result<GraphCastTies, GraphError> {
+    let multimesh = multimesh(mesh_size)?;
+    let points = unit_points_f32(&grid_lat_lon_f32(grid));
+    let recorded = recorded_faces(grid, mesh_size);
+    let (_, ties) = mesh2grid_faces(multimesh.finest_mesh(), &points, &recorded)?;
+    Ok(ties)
 }
 
 /// The recorded choice of GraphCast's code at grid points of `grid` (by position) where rounding decides,

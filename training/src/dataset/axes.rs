@@ -231,8 +231,57 @@ fn has_instant_units(variable: &VariableInfo) -> bool {
             .is_some_and(cf_time::is_instant_units)
 }
 
+/// GraphCast's example-batch times: `datetime(batch, time)` instants, every batch member with its own dates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchTimes {
+    /// The first dimension of `datetime` (GraphCast: `batch`).
+    pub batch_dim: String,
+    /// The second (GraphCast: `time`, a timedelta coordinate).
+    pub time_dim: String,
+    pub members: usize,
+    /// Valid times, hours since 1970-01-01T00:00:00Z: [members, times] row-major.
+    pub hours: Vec<i64>,
+}
+
+impl BatchTimes {
+    /// Number of times of each member.
+    pub fn times(&self) -> usize {
+        self.hours.len() / self.members.max(1)
+    }
+
+    /// The valid times of member `b`.
+    pub fn member(&self, b: usize) -> &[i64] {
+        let n = self.times();
+        &self.hours[b * n..(b + 1) * n]
+    }
+}
+
+/// The valid times of a file in GraphCast's example-batch layout (a two-dimensional `datetime` with CF instant
+/// units), any number of members; `None` when the file has no such variable.
+pub fn batch_datetimes(source: &dyn GriddedSource) -> Result<Option<BatchTimes>, DatasetError> {
+    let Some(datetime) = source
+        .variable("datetime")
+        .filter(|v| v.dims.len() == 2 && has_instant_units(v))
+    else {
+        return Ok(None);
+    };
+    let hours = read_instants(source, datetime)?;
+    if hours.is_empty() {
+        return Err(DatasetError::EmptyTimeAxis {
+            path: source.path().to_path_buf(),
+            variable: datetime.name.clone(),
+        });
+    }
+    Ok(Some(BatchTimes {
+        batch_dim: datetime.dims[0].clone(),
+        time_dim: datetime.dims[1].clone(),
+        members: datetime.shape[0],
+        hours,
+    }))
+}
+
 /// Finds how the file stores time; `None` when it has no time coordinate at all.
-fn resolve_time(
+pub(crate) fn resolve_time(
     source: &dyn GriddedSource,
 ) -> Result<Option<(TimeAxis, Option<String>)>, DatasetError> {
     let path = source.path();
@@ -278,16 +327,16 @@ fn resolve_time(
         }
     }
     // GraphCast's example batch: `time` a timedelta, `datetime(batch, time)` the valid times.
-    if let Some(datetime) = source.variable("datetime")
-        && datetime.dims.len() == 2
-        && has_instant_units(datetime)
-    {
-        let (batch, time_dim) = (&datetime.dims[0], &datetime.dims[1]);
-        let members = datetime.shape[0];
-        let hours = read_instants(source, datetime)?;
+    if let Some(batch) = batch_datetimes(source)? {
+        let BatchTimes {
+            batch_dim: batch,
+            time_dim,
+            members,
+            hours,
+        } = batch;
         if members != 1 {
             let starts: Vec<String> = hours
-                .chunks(datetime.shape[1].max(1))
+                .chunks(hours.len() / members.max(1))
                 .map(|member| {
                     member
                         .first()
@@ -304,12 +353,6 @@ fn resolve_time(
                 ),
             });
         }
-        if hours.is_empty() {
-            return Err(DatasetError::EmptyTimeAxis {
-                path: path.to_path_buf(),
-                variable: "datetime".to_string(),
-            });
-        }
         return Ok(Some((
             TimeAxis {
                 index: (0..hours.len()).map(|k| vec![k]).collect(),
@@ -320,7 +363,7 @@ fn resolve_time(
                 ),
                 hours,
             },
-            Some(batch.clone()),
+            Some(batch),
         )));
     }
     // One forecast without valid_time: scalar `time` + `step`.
@@ -453,8 +496,22 @@ fn flatten_forecasts(
     })
 }
 
-/// Finds and reads the axes of a file.
-pub(crate) fn resolve_axes(source: &dyn GriddedSource) -> Result<FileAxes, DatasetError> {
+/// The horizontal and vertical axes of a file, in file order: what [`resolve_axes`] finds besides time.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SpaceAxes {
+    /// Coordinate variables and the dimensions they label.
+    pub lat_name: String,
+    pub lon_name: String,
+    pub lat_dim: String,
+    pub lon_dim: String,
+    /// Degrees, as stored.
+    pub lat: Vec<f64>,
+    pub lon: Vec<f64>,
+    pub level: Option<LevelAxis>,
+}
+
+/// Finds and reads the latitude, longitude and (when there is one) pressure-level coordinates of a file.
+pub(crate) fn resolve_space(source: &dyn GriddedSource) -> Result<SpaceAxes, DatasetError> {
     let require = |names: &[&str]| {
         find_axis(source, names).ok_or_else(|| DatasetError::MissingVariable {
             path: source.path().to_path_buf(),
@@ -466,10 +523,6 @@ pub(crate) fn resolve_axes(source: &dyn GriddedSource) -> Result<FileAxes, Datas
     let lon_variable = require(LON_NAMES)?;
     let lat = read_axis(source, lat_variable)?;
     let lon = read_axis(source, lon_variable)?;
-    let (time, batch) = match resolve_time(source)? {
-        Some((axis, batch)) => (Some(axis), batch),
-        None => (None, None),
-    };
     let level = match find_axis(source, LEVEL_NAMES) {
         Some(variable) if variable.dims.len() <= 1 && variable.value_type.is_numeric() => {
             let values = source.read_all(&variable.name)?;
@@ -485,13 +538,31 @@ pub(crate) fn resolve_axes(source: &dyn GriddedSource) -> Result<FileAxes, Datas
         }
         _ => None,
     };
+    Ok(SpaceAxes {
+        lat_name: lat_variable.name.clone(),
+        lon_name: lon_variable.name.clone(),
+        lat_dim: lat_variable.dims[0].clone(),
+        lon_dim: lon_variable.dims[0].clone(),
+        lat,
+        lon,
+        level,
+    })
+}
+
+/// Finds and reads the axes of a file.
+pub(crate) fn resolve_axes(source: &dyn GriddedSource) -> Result<FileAxes, DatasetError> {
+    let space = resolve_space(source)?;
+    let (time, batch) = match resolve_time(source)? {
+        Some((axis, batch)) => (Some(axis), batch),
+        None => (None, None),
+    };
     let time_name = time
         .as_ref()
         .map(|t| t.dims.last().cloned().unwrap_or_default());
     let convention = match (
         time_name.as_deref(),
-        level.as_ref().map(|l| l.name.as_str()),
-        lat_variable.name.as_str(),
+        space.level.as_ref().map(|l| l.name.as_str()),
+        space.lat_name.as_str(),
     ) {
         (Some("time"), None | Some("level"), "latitude") => Convention::Era5Cds,
         (Some("valid_time"), None | Some("pressure_level"), "latitude") => Convention::Era5CdsNew,
@@ -501,13 +572,13 @@ pub(crate) fn resolve_axes(source: &dyn GriddedSource) -> Result<FileAxes, Datas
     Ok(FileAxes {
         convention,
         time,
-        level,
-        lat_name: lat_variable.name.clone(),
-        lon_name: lon_variable.name.clone(),
-        lat_dim: lat_variable.dims[0].clone(),
-        lon_dim: lon_variable.dims[0].clone(),
-        lat,
-        lon,
+        level: space.level,
+        lat_name: space.lat_name,
+        lon_name: space.lon_name,
+        lat_dim: space.lat_dim,
+        lon_dim: space.lon_dim,
+        lat: space.lat,
+        lon: space.lon,
         batch,
     })
 }

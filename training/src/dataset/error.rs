@@ -176,6 +176,24 @@ pub enum DatasetError {
         what: &'static str,
     },
 
+    /// A missing value (fill, `missing_value`, netCDF default fill, NaN, infinity) where a value is needed, read
+    /// by named dimensions rather than as a channel.
+    #[error(
+        "{path}: {what} in `{variable}` at ({})",
+        position.iter().map(|(dim, i)| format!("{dim} {i}")).collect::<Vec<_>>().join(", ")
+    )]
+    MissingValue {
+        path: PathBuf,
+        variable: String,
+        /// Each dimension with the index along it.
+        position: Vec<(String, usize)>,
+        what: &'static str,
+    },
+
+    /// Writing an output as a unit (temporary file, rename) failed.
+    #[error(transparent)]
+    File(#[from] weatherlens_models::files::FileError),
+
     #[error("{path}: the time axis `{variable}` has length zero")]
     EmptyTimeAxis { path: PathBuf, variable: String },
 

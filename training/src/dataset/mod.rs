@@ -27,10 +27,13 @@ mod reader;
 mod selection;
 mod series;
 mod source;
+mod variable;
 mod write;
 mod zarr;
 
 pub use axes::{AxisChoices, Convention};
+pub use axes::{BatchTimes, batch_datetimes};
+pub(crate) use axes::{LEVEL_NAMES, SpaceAxes, resolve_space, resolve_time};
 pub use cf_time::{CfTimeUnits, TimeFormatError, iso8601, parse_iso8601_hours, uniform_step_hours};
 pub use error::DatasetError;
 pub use grid::{Orientation, OrientationError};
@@ -47,7 +50,8 @@ pub use source::{
     AttrValue, Dimension, GriddedSource, SourceFormat, ValueType, VariableInfo, input_files,
     open_source,
 };
-pub use write::{Era5Writer, write_era5};
+pub use variable::{NamedArray, read_decoded, read_variable};
+pub use write::{Era5Writer, ForecastFile, ForecastVariable, write_era5, write_forecast};
 pub use zarr::{ZarrSource, is_zarr_store};
 
 /// One channel of a dataset: a variable at one level (or a surface variable).

@@ -5,44 +5,29 @@
 //! variables and (time, latitude, longitude) otherwise, with CF `units`, `long_name` and `standard_name`; `time` as
 //! int64 "hours since 1970-01-01 00:00:00", calendar "standard".
 //!
-//! NetCDF-4 compatibility: each coordinate variable is an HDF5 dimension scale and each variable is attached to
-//! its scales, exactly as the HDF5 Dimension Scale API (`H5DSset_scale` / `H5DSattach_scale`, HDF5 high-level
-//! library) would store it: `CLASS = "DIMENSION_SCALE"` and `NAME` (null-terminated fixed strings) on the scale,
-//! `DIMENSION_LIST` (one variable-length list of object references per axis) on the variable, and
-//! `REFERENCE_LIST` (compound {dataset: object reference, dimension: int}) on the scale. `hdf5-metno` does not
-//! bind the high-level library, so these attributes are written directly; links and attributes track creation
-//! order as netCDF-C expects for files it may modify. `_NCProperties` is not written (it is optional).
+//! Dimension scales as NetCDF-4 stores them: see [`super`].
 //!
 //! The file is written under a temporary name in the same directory and renamed when complete, so a reader never
 //! sees a half-written file; a writer dropped before [`Era5Writer::finish`] removes its temporary file.
 
 use std::path::{Path, PathBuf};
 
-use hdf5::ObjectReference1;
 use hdf5::plist::dataset_create::AttrCreationOrder;
 use hdf5::plist::file_create::LinkCreationOrder;
-use hdf5::types::VarLenArray;
 
-use super::error::DatasetError;
-use super::grid::Orientation;
-use super::hdf5_raw;
-use super::known_variables;
-use super::reader::channel_name;
-use super::{Channel, Dataset};
+use super::super::error::DatasetError;
+use super::super::grid::Orientation;
+use super::super::hdf5_raw;
+use super::super::known_variables;
+use super::super::reader::channel_name;
+use super::super::{Channel, Dataset};
+use super::{Attachments, coordinate, global_attributes, text};
 
 const TIME: &str = "time";
 const LEVEL: &str = "level";
 const LATITUDE: &str = "latitude";
 const LONGITUDE: &str = "longitude";
 const TIME_UNITS: &str = "hours since 1970-01-01 00:00:00";
-
-/// One row of a dimension scale's `REFERENCE_LIST`: a variable attached to the scale and the axis it uses.
-#[derive(hdf5::H5Type, Clone, Copy)]
-#[repr(C)]
-struct ReferenceListEntry {
-    dataset: ObjectReference1,
-    dimension: i32,
-}
 
 /// A variable of the file: one short name, holding one or more channels.
 struct VariablePlan {
@@ -325,31 +310,6 @@ fn plan_variables(channels: &[Channel]) -> Result<(Vec<VariablePlan>, Vec<f64>),
     Ok((variables, levels))
 }
 
-fn text(location: &hdf5::Location, name: &str, value: &str) -> hdf5::Result<()> {
-    hdf5_raw::write_text_attr(location, name, value, false)
-}
-
-/// Creates a one-dimensional coordinate variable and makes it a dimension scale (`H5DSset_scale`).
-fn coordinate<T: hdf5::H5Type>(
-    file: &hdf5::File,
-    name: &str,
-    values: &[T],
-    attributes: &[(&str, &str)],
-) -> hdf5::Result<hdf5::Dataset> {
-    let dataset = file
-        .new_dataset::<T>()
-        .attr_creation_order(AttrCreationOrder::Indexed)
-        .shape(values.len())
-        .create(name)?;
-    hdf5_raw::write_box(&dataset, &[0], &[values.len()], values)?;
-    hdf5_raw::write_text_attr(&dataset, "CLASS", "DIMENSION_SCALE", true)?;
-    hdf5_raw::write_text_attr(&dataset, "NAME", name, true)?;
-    for (key, value) in attributes {
-        text(&dataset, key, value)?;
-    }
-    Ok(dataset)
-}
-
 /// Writes global attributes, coordinates and empty variables with their dimension-scale attachments.
 ///
 /// Returns the variables' datasets in the order of `variables`.
@@ -360,16 +320,7 @@ fn write_layout(
     orientation: &Orientation,
     time_hours: &[i64],
 ) -> hdf5::Result<Vec<hdf5::Dataset>> {
-    text(file, "Conventions", "CF-1.8")?;
-    text(file, "source", "WeatherLens")?;
-    text(
-        file,
-        "history",
-        &format!(
-            "written by weatherlens-training {}",
-            env!("CARGO_PKG_VERSION")
-        ),
-    )?;
+    global_attributes(file)?;
 
     let time = coordinate(
         file,
@@ -424,8 +375,7 @@ fn write_layout(
 
     let (n_lat, n_lon) = (orientation.lat.len(), orientation.lon.len());
     let mut datasets = Vec::with_capacity(variables.len());
-    // For each scale, the (variable, axis) pairs attached to it: the scale's REFERENCE_LIST.
-    let mut attached: Vec<(&hdf5::Dataset, Vec<ReferenceListEntry>)> = Vec::new();
+    let mut attachments = Attachments::default();
     for variable in variables {
         let (shape, scales): (Vec<usize>, Vec<&hdf5::Dataset>) = match (&level, variable.has_level)
         {
@@ -458,44 +408,22 @@ fn write_layout(
                 text(&dataset, "standard_name", standard_name)?;
             }
         }
-        // H5DSattach_scale, axis by axis: the variable's DIMENSION_LIST and each scale's REFERENCE_LIST.
-        let mut dimension_list = Vec::with_capacity(scales.len());
-        let variable_reference = file.reference::<ObjectReference1>(&variable.name)?;
-        for (axis, scale) in scales.iter().enumerate() {
-            let scale_reference = file.reference::<ObjectReference1>(&scale.name())?;
-            dimension_list.push(VarLenArray::from_slice(&[scale_reference]));
-            let entry = ReferenceListEntry {
-                dataset: variable_reference,
-                dimension: axis as i32,
-            };
-            match attached.iter_mut().find(|(s, _)| s.name() == scale.name()) {
-                Some((_, entries)) => entries.push(entry),
-                None => attached.push((scale, vec![entry])),
-            }
-        }
-        dataset
-            .new_attr::<VarLenArray<ObjectReference1>>()
-            .shape(dimension_list.len())
-            .create("DIMENSION_LIST")?
-            .write_raw(&dimension_list)?;
+        attachments.attach(file, &dataset, &scales)?;
         datasets.push(dataset);
     }
-    for (scale, entries) in attached {
-        scale
-            .new_attr::<ReferenceListEntry>()
-            .shape(entries.len())
-            .create("REFERENCE_LIST")?
-            .write_raw(&entries)?;
-    }
+    attachments.finish()?;
     Ok(datasets)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
-
     use super::*;
     use crate::dataset::{Reader, VariableSelection, take_turn};
+
+    /// Runs a tool when it is installed; `None` (and a note on stderr) when it is not.
+    fn run_if_installed(program: &str, args: &[&str]) -> Option<std::process::Output> {
+        super::super::run_if_installed(program, args)
+    }
 
     fn channel(variable: &str, level: Option<f64>, units: &str) -> Channel {
         Channel {
@@ -658,17 +586,6 @@ mod tests {
             Err(DatasetError::InvalidDataset { .. })
         ));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-
-    /// Runs a tool when it is installed; `None` (and a note on stderr) when it is not.
-    fn run_if_installed(program: &str, args: &[&str]) -> Option<std::process::Output> {
-        match Command::new(program).args(args).output() {
-            Ok(output) => Some(output),
-            Err(e) => {
-                eprintln!("skipping the {program} check: {e}");
-                None
-            }
-        }
     }
 
     #[test]
