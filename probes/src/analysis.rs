@@ -10,7 +10,7 @@ use weatherlens_models::mesh::Multimesh;
 use crate::record::{RecordingMeta, TENSORS_FILE, read_meta, read_tensor};
 use crate::spectrum::{MeshSpectrum, centroid, mesh_truncation};
 use crate::stats::spearman;
-use crate::velocity::{LayerRecording, VelocityOptions, VelocityProfile, velocity_profile};
+use crate::velocity::{LayerRecording, VelocityOptions, VelocityProfile, velocity_profile_at};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
@@ -67,7 +67,15 @@ pub fn analyze(recording_dir: &Path, bootstrap_draws: usize) -> Result<Analysis,
     let mut latents = Vec::new();
     let mut increments = Vec::new();
     let (mut samples, nodes, latent) = (0, meta.node_indices.len(), meta.latent_size);
-    for &layer in &meta.layers {
+    let mut recorded = meta.layers.clone();
+    recorded.sort_unstable();
+    if recorded.windows(2).any(|w| w[0] == w[1]) {
+        return Err(bad(format!(
+            "probes.json lists layer {:?} twice",
+            recorded.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+        )));
+    }
+    for &layer in &recorded {
         let (x, shape) = read_tensor(&file, &HookPoint::ResidPre(layer).to_string())?;
         let (v, _) = read_tensor(&file, &HookPoint::Delta(layer).to_string())?;
         if shape.len() != 3 || shape[1] != nodes || shape[2] != latent {
@@ -90,8 +98,9 @@ pub fn analyze(recording_dir: &Path, bootstrap_draws: usize) -> Result<Analysis,
             increments: v,
         })
         .collect();
-    let velocity = velocity_profile(
+    let velocity = velocity_profile_at(
         &layers,
+        &recorded,
         samples * nodes,
         latent,
         &VelocityOptions {
@@ -101,7 +110,7 @@ pub fn analyze(recording_dir: &Path, bootstrap_draws: usize) -> Result<Analysis,
     )?;
     let whole_mesh = nodes == 10 * 4usize.pow(meta.mesh_level) + 2;
     let centroid = if whole_mesh {
-        Some(centroids(&meta, &latents, &increments, samples)?)
+        Some(centroids(&meta, &recorded, &latents, &increments, samples)?)
     } else {
         None
     };
@@ -120,6 +129,7 @@ pub fn analyze(recording_dir: &Path, bootstrap_draws: usize) -> Result<Analysis,
 /// Spectral centroid of X_i and v_i per layer, averaging the channel-summed spectrum over samples.
 fn centroids(
     meta: &RecordingMeta,
+    layers: &[usize],
     latents: &[Vec<f64>],
     increments: &[Vec<f64>],
     samples: usize,
@@ -148,7 +158,7 @@ fn centroids(
         Ok(total)
     };
     let mut rows = Vec::new();
-    for (k, &layer) in meta.layers.iter().enumerate() {
+    for (k, &layer) in layers.iter().enumerate() {
         rows.push(CentroidRow {
             layer,
             centroid_x: centroid(&mean_power(&latents[k])?),

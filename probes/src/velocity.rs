@@ -19,6 +19,10 @@ pub enum VelocityError {
     NoLayers,
     #[error("rows × latent = {rows} × {latent} holds no values")]
     Empty { rows: usize, latent: usize },
+    #[error(
+        "layer indices {indices:?} for {layers} layers: one ascending index per layer expected"
+    )]
+    Indices { indices: Vec<usize>, layers: usize },
     #[error("layer {layer} {tensor}: {len} values, expected rows × latent = {rows} × {latent}")]
     Shape {
         layer: usize,
@@ -93,7 +97,8 @@ pub struct DecayStatistic {
     pub seed: u64,
     /// Two-sided p-value of ρ against depth over the *layers* (the row bootstrap says nothing about how
     /// unusual a trend over L points is): exact over all L! orders for L ≤ 8, else from 20,000 random orders.
-    pub layer_p_value: f64,
+    /// None (null in JSON) with fewer than 3 layers, where no order is unusual.
+    pub layer_p_value: Option<f64>,
 }
 
 /// The whole velocity analysis of one recording.
@@ -101,20 +106,43 @@ pub struct DecayStatistic {
 pub struct VelocityProfile {
     pub layers: Vec<VelocityRow>,
     /// Mean over rows of |X_L − X_0| / Σ_i |v_i| with X_L = X_{L−1} + v_{L−1}: 1 for a straight path, smaller
-    /// the more it turns. Rows that never move (Σ_i |v_i| = 0) are left out.
-    pub straightness: f64,
+    /// the more it turns. Rows that never move (Σ_i |v_i| = 0) are left out. None (null in JSON) when the
+    /// recorded layers are not consecutive: the path between them is unknown.
+    pub straightness: Option<f64>,
     pub decay: DecayStatistic,
 }
 
-/// Velocity figures of a stack of layers. Every layer's tensors are [rows, latent]; values may be f32 (as
-/// recorded) or f64, and are accumulated in f64.
+/// Velocity figures of a stack of layers 0, 1, .., L − 1. Every layer's tensors are [rows, latent]; values may
+/// be f32 (as recorded) or f64, and are accumulated in f64 (in a fixed order: the figures are the same to the
+/// last bit on any number of threads).
 pub fn velocity_profile<'a, T: Copy + Into<f64> + Sync>(
     layers: &[LayerRecording<'a, T>],
     rows: usize,
     latent: usize,
     options: &VelocityOptions,
 ) -> Result<VelocityProfile, VelocityError> {
+    let indices: Vec<usize> = (0..layers.len()).collect();
+    velocity_profile_at(layers, &indices, rows, latent, options)
+}
+
+/// [`velocity_profile`] of recorded layers with their processor indices `indices` (ascending, one per layer,
+/// e.g. `[1, 2]` for `probe --layers 1,2`): rows, depth and decay use the real indices; `cos_prev` needs the
+/// layer before to be recorded, straightness needs consecutive layers.
+pub fn velocity_profile_at<'a, T: Copy + Into<f64> + Sync>(
+    layers: &[LayerRecording<'a, T>],
+    indices: &[usize],
+    rows: usize,
+    latent: usize,
+    options: &VelocityOptions,
+) -> Result<VelocityProfile, VelocityError> {
     check_layers(layers, rows, latent)?;
+    if indices.len() != layers.len() || indices.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(VelocityError::Indices {
+            indices: indices.to_vec(),
+            layers: layers.len(),
+        });
+    }
+    let consecutive = indices.windows(2).all(|w| w[1] == w[0] + 1);
     let row_of = |values: &'a [T], row: usize| row_slice(values, row, latent);
     let norms: Vec<Vec<f64>> = layers
         .iter()
@@ -134,7 +162,10 @@ pub fn velocity_profile<'a, T: Copy + Into<f64> + Sync>(
             let latent_norm = norm(row_of(layer.latents, row));
             (latent_norm > 0.0).then(|| norms[index][row] / latent_norm)
         });
-        let cos_prev = index.checked_sub(1).map(|previous| {
+        let recorded_previous = index
+            .checked_sub(1)
+            .filter(|&previous| indices[previous] + 1 == indices[index]);
+        let cos_prev = recorded_previous.map(|previous| {
             mean_of_defined(rows, |row| {
                 let (a, b) = (
                     row_of(layer.increments, row),
@@ -145,7 +176,7 @@ pub fn velocity_profile<'a, T: Copy + Into<f64> + Sync>(
             })
         });
         rows_out.push(VelocityRow {
-            layer: index,
+            layer: indices[index],
             norm_mean: sorted.iter().sum::<f64>() / rows as f64,
             norm_q05: quantile_sorted(&sorted, 0.05),
             norm_q50: quantile_sorted(&sorted, 0.5),
@@ -156,23 +187,26 @@ pub fn velocity_profile<'a, T: Copy + Into<f64> + Sync>(
     }
 
     let (first, last) = (&layers[0], &layers[layers.len() - 1]);
-    let straightness = mean_of_defined(rows, |row| {
-        let path_length: f64 = norms.iter().map(|layer_norms| layer_norms[row]).sum();
-        let displacement: f64 = row_of(last.latents, row)
-            .iter()
-            .zip(row_of(last.increments, row))
-            .zip(row_of(first.latents, row))
-            .map(|((&x_last, &v_last), &x_first)| {
-                let step = x_last.into() + v_last.into() - x_first.into();
-                step * step
-            })
-            .sum::<f64>()
-            .sqrt();
-        (path_length > 0.0).then(|| displacement / path_length)
+    let straightness = consecutive.then(|| {
+        mean_of_defined(rows, |row| {
+            let path_length: f64 = norms.iter().map(|layer_norms| layer_norms[row]).sum();
+            let displacement: f64 = row_of(last.latents, row)
+                .iter()
+                .zip(row_of(last.increments, row))
+                .zip(row_of(first.latents, row))
+                .map(|((&x_last, &v_last), &x_first)| {
+                    let step = x_last.into() + v_last.into() - x_first.into();
+                    step * step
+                })
+                .sum::<f64>()
+                .sqrt();
+            (path_length > 0.0).then(|| displacement / path_length)
+        })
     });
 
     let decay = decay_statistic(
         &norms,
+        indices,
         rows_out.iter().map(|row| row.norm_mean).collect(),
         options,
     );
@@ -225,13 +259,15 @@ fn check_layers<T: Copy + Into<f64> + Sync>(
     Ok(())
 }
 
-/// Spearman's ρ of (i, mean_i) and its row bootstrap. norms: [layers, rows] as one Vec per layer.
+/// Spearman's ρ of (i, mean_i) and its row bootstrap, i the layers' `indices`. norms: [layers, rows] as one
+/// Vec per layer.
 fn decay_statistic(
     norms: &[Vec<f64>],
+    indices: &[usize],
     means: Vec<f64>,
     options: &VelocityOptions,
 ) -> DecayStatistic {
-    let depth: Vec<f64> = (0..means.len()).map(|layer| layer as f64).collect();
+    let depth: Vec<f64> = indices.iter().map(|&layer| layer as f64).collect();
     let spearman_rho = spearman(&depth, &means);
     let rows = norms[0].len();
     let ci = (options.bootstrap_draws > 0).then(|| {
@@ -265,20 +301,21 @@ fn decay_statistic(
         ci,
         bootstrap_draws: options.bootstrap_draws,
         seed: options.seed,
-        layer_p_value: rank_trend_p_value(&means, options.seed),
+        layer_p_value: Some(rank_trend_p_value(&means, options.seed)).filter(|p| p.is_finite()),
     }
 }
 
-/// Mean of `value(row)` over the rows where it is defined; NaN when it is defined nowhere.
+/// Mean of `value(row)` over the rows where it is defined; NaN when it is defined nowhere. The values are
+/// computed in parallel and summed in row order: a parallel reduction's grouping depends on how the work was
+/// split, and with it the last bits of the sum.
 fn mean_of_defined(rows: usize, value: impl Fn(usize) -> Option<f64> + Sync + Send) -> f64 {
-    let (sum, count) = (0..rows)
-        .into_par_iter()
-        .filter_map(value)
-        .fold(
-            || (0.0, 0usize),
-            |(sum, count), value| (sum + value, count + 1),
-        )
-        .reduce(|| (0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let values: Vec<Option<f64>> = (0..rows).into_par_iter().map(value).collect();
+    let (sum, count) = values
+        .into_iter()
+        .flatten()
+        .fold((0.0, 0usize), |(sum, count), value| {
+            (sum + value, count + 1)
+        });
     if count == 0 {
         f64::NAN
     } else {
@@ -351,11 +388,8 @@ mod tests {
             ],
         );
         let result = profile(&layers, 1, 3);
-        assert!(
-            (result.straightness - 1.0).abs() < 1e-15,
-            "{}",
-            result.straightness
-        );
+        let straightness = result.straightness.unwrap();
+        assert!((straightness - 1.0).abs() < 1e-15, "{straightness}");
         assert_eq!(result.layers[0].cos_prev, None);
         assert!((result.layers[1].cos_prev.unwrap() - 1.0).abs() < 1e-15);
         // |v| = 3, 1.5, 6; |X_0| = sqrt(1 + 4 + 0.25) = sqrt(5.25).
@@ -368,7 +402,7 @@ mod tests {
         // v_0 = (1, 0), v_1 = (0, 1): |X_2 − X_0| = sqrt(2), Σ|v_i| = 2.
         let layers = path(&[3.0, 4.0], &[vec![1.0, 0.0], vec![0.0, 1.0]]);
         let result = profile(&layers, 1, 2);
-        assert!((result.straightness - 2f64.sqrt() / 2.0).abs() < 1e-15);
+        assert!((result.straightness.unwrap() - 2f64.sqrt() / 2.0).abs() < 1e-15);
         assert!(result.layers[1].cos_prev.unwrap().abs() < 1e-15);
     }
 
@@ -392,6 +426,70 @@ mod tests {
         assert!(lo <= -1.0 + 1e-12 && hi <= -1.0 + 1e-12, "[{lo}, {hi}]");
         let means: Vec<f64> = result.layers.iter().map(|row| row.norm_mean).collect();
         assert!(means.windows(2).all(|pair| pair[1] < pair[0]));
+    }
+
+    #[test]
+    fn recorded_layers_keep_their_processor_indices() {
+        // Layers 1, 2, 3 of a stack: |v| = 3, 2, 1 (decaying), all along one direction.
+        let layers = path(
+            &[1.0, 0.0],
+            &[vec![3.0, 0.0], vec![2.0, 0.0], vec![1.0, 0.0]],
+        );
+        let recordings: Vec<LayerRecording<f64>> = layers
+            .iter()
+            .map(|(x, v)| LayerRecording {
+                latents: x,
+                increments: v,
+            })
+            .collect();
+        let options = VelocityOptions::default();
+        let result = velocity_profile_at(&recordings, &[1, 2, 3], 1, 2, &options).unwrap();
+        let labels: Vec<usize> = result.layers.iter().map(|r| r.layer).collect();
+        assert_eq!(labels, [1, 2, 3]);
+        // Layer 1's previous increment (layer 0) was not recorded: no turn to report.
+        assert_eq!(result.layers[0].cos_prev, None);
+        assert!((result.layers[1].cos_prev.unwrap() - 1.0).abs() < 1e-15);
+        assert_eq!(result.decay.spearman_rho, -1.0);
+        // 3 strictly falling means: only 2 of the 3! = 6 orders are as monotone (p = 1/3).
+        assert!((result.decay.layer_p_value.unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        assert!((result.straightness.unwrap() - 1.0).abs() < 1e-15);
+
+        // Two layers, as `probe --layers 1,2` records: no p-value (not NaN), labels 1 and 2.
+        let two = velocity_profile_at(&recordings[..2], &[1, 2], 1, 2, &options).unwrap();
+        assert_eq!(two.layers[0].layer, 1);
+        assert_eq!(two.layers[1].layer, 2);
+        assert_eq!(two.decay.layer_p_value, None);
+        // Layers 1 and 3: the path between them is unknown, and so is layer 3's turn.
+        let gap = [recordings[0], recordings[2]];
+        let gapped = velocity_profile_at(&gap, &[1, 3], 1, 2, &options).unwrap();
+        assert_eq!(gapped.straightness, None);
+        assert_eq!(gapped.layers[1].cos_prev, None);
+        assert!(velocity_profile_at(&gap, &[3, 1], 1, 2, &options).is_err());
+    }
+
+    #[test]
+    fn means_are_the_same_to_the_last_bit_on_any_thread_count() {
+        // Values whose sum depends on the order of addition.
+        let values: Vec<f64> = (0..100_000)
+            .map(|k| 1e16 * ((k as f64) * 0.7).sin() + (k % 7) as f64 * 0.1)
+            .collect();
+        let mean = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| mean_of_defined(values.len(), |row| Some(values[row])))
+        };
+        let sequential = values.iter().sum::<f64>() / values.len() as f64;
+        for threads in [1, 2, 3, 8] {
+            for _ in 0..3 {
+                assert_eq!(
+                    mean(threads).to_bits(),
+                    sequential.to_bits(),
+                    "{threads} threads"
+                );
+            }
+        }
     }
 
     #[test]

@@ -125,26 +125,35 @@ pub fn analysis_markdown(analysis: &Analysis) -> String {
         .map_or("no bootstrap interval".to_string(), |[lo, hi]| {
             format!("row-bootstrap 95 % interval [{lo:.2}, {hi:.2}]")
         });
-    let p = v.decay.layer_p_value;
-    let verdict = if p < 0.05 && v.decay.spearman_rho < 0.0 {
+    let significant = v.decay.layer_p_value.is_some_and(|p| p < 0.05);
+    let verdict = if significant && v.decay.spearman_rho < 0.0 {
         "the increments **shrink with depth**: consistent with velocity decay toward an equilibrium"
-    } else if p < 0.05 {
+    } else if significant {
         "the increments **grow with depth**: no velocity decay"
+    } else if v.decay.layer_p_value.is_none() {
+        "too few layers recorded to test a trend (3 or more are needed)"
     } else {
         "no significant monotone trend of the increment size over the layers"
     };
+    let p = v
+        .decay
+        .layer_p_value
+        .map_or("n/a".to_string(), |p| format!("{p:.3}"));
+    let straightness = v.straightness.map_or(
+        "n/a (the recorded layers are not consecutive)".to_string(),
+        |s| format!("{s:.3}"),
+    );
     let first_last = match (v.layers.first(), v.layers.last()) {
         (Some(a), Some(b)) if a.norm_mean > 0.0 => format!("{:.3}", b.norm_mean / a.norm_mean),
         _ => "n/a".to_string(),
     };
     let _ = writeln!(
         md,
-        "\nSpearman ρ of mean |v_i| against depth: {:.2} (permutation p over the {} layers = {p:.3}; {ci}); \
-         |v_last| / |v_0| = {first_last}; {verdict}. Path straightness |X_L − X_0| / Σ|v_i| = {:.3} \
+        "\nSpearman ρ of mean |v_i| against depth: {:.2} (permutation p over the {} layers = {p}; {ci}); \
+         |v_last| / |v_first| = {first_last}; {verdict}. Path straightness |X_L − X_0| / Σ|v_i| = {straightness} \
          (1 = a straight path).\n",
         v.decay.spearman_rho,
         v.layers.len(),
-        v.straightness
     );
     if let Some(c) = &analysis.centroid {
         let _ = writeln!(

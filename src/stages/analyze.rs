@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use weatherlens_models::files::AtomicDir;
 use weatherlens_probes::analysis::{self, Analysis};
 
-use super::StageError;
+use super::{StageError, output_unit};
 use crate::report::analysis::write_analysis;
 
 /// Analyses the recording in `recording` and writes the outputs into `out_dir` as one unit.
@@ -15,8 +14,8 @@ pub fn analyze(
     out_dir: &Path,
     bootstrap_draws: usize,
 ) -> Result<Analysis, StageError> {
+    let unit = output_unit(out_dir, "analysis.json")?;
     let result = analysis::analyze(recording, bootstrap_draws)?;
-    let unit = AtomicDir::create(out_dir)?;
     write_analysis(&result, unit.path())?;
     unit.commit()?;
     Ok(result)

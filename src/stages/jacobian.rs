@@ -6,7 +6,6 @@ use std::path::Path;
 
 use burn::prelude::*;
 use serde::Serialize;
-use weatherlens_models::files::AtomicDir;
 use weatherlens_probes::jacobian::{
     Asymmetry, AsymmetryOptions, InteractionRange, RangeOptions, interaction_range,
     jacobian_asymmetry, layer_function, processor_states,
@@ -152,8 +151,8 @@ pub fn jacobian(
     options: &JacobianOptions,
     out_dir: &Path,
 ) -> Result<JacobianReport, StageError> {
+    let unit = super::output_unit(out_dir, "jacobian.json")?;
     let report = diagnose(restored, options)?;
-    let unit = AtomicDir::create(out_dir)?;
     write_jacobian(&report, unit.path())?;
     unit.commit()?;
     Ok(report)

@@ -10,7 +10,7 @@ use weatherlens_training::dataset::iso8601;
 use weatherlens_training::restore::Restored;
 use weatherlens_training::windows::{Split, Windows};
 
-use super::{StageError, chosen_layers, initial_states};
+use super::{StageError, chosen_layers, initial_states, output_unit};
 
 /// What to record.
 #[derive(Debug, Clone)]
@@ -43,7 +43,8 @@ impl Default for CaptureOptions {
 }
 
 /// Record X_i (`resid_pre`), v_i (`delta`) and X_{i+1} (`resid_post`) of the chosen layers for the chosen
-/// samples and nodes into `out_dir`. Returns the recording's description (also written as `probes.json`).
+/// samples and nodes into `out_dir`, which appears whole (tensors and description together) or not at all.
+/// Returns the recording's description (also written as `probes.json`).
 pub fn probe(
     restored: &Restored,
     options: &CaptureOptions,
@@ -88,8 +89,9 @@ pub fn probe(
         return Err(StageError::Invalid("the node selection is empty".into()));
     }
     let emulator = &restored.emulator;
+    let unit = output_unit(out_dir, META_FILE)?;
     let recorder = ProbeRecorder::create(
-        out_dir,
+        unit.path(),
         points.clone(),
         &node_indices,
         config.model.latent_size,
@@ -102,8 +104,10 @@ pub fn probe(
         emulator.step(previous, current, &Hooks::none().with(&recorder));
         recorder.end_batch(chunk.len());
     }
+    let recording_id = recorder.recording_id().to_string();
     recorder.finish()?;
     let meta = RecordingMeta {
+        recording_id,
         model: model_label(&config.name, config.model.processor),
         checkpoint: restored.checkpoint.display().to_string(),
         hooks: points.iter().map(|p| p.to_string()).collect(),
@@ -124,7 +128,8 @@ pub fn probe(
         latent_size: config.model.latent_size,
         mesh_level: config.model.mesh_level,
     };
-    write_meta(out_dir, &meta)?;
+    write_meta(unit.path(), &meta)?;
+    unit.commit()?;
     Ok(meta)
 }
 

@@ -96,7 +96,7 @@ pub fn markdown(r: &StudyReport) -> String {
         };
         let _ = writeln!(
             md,
-            "- `{}`{}: Spearman ρ(|v_i|, i) = {} (layer-permutation p = {:.3}; {ci}): **{word}**; |v_last| / |v_0| = {}; straightness {}.",
+            "- `{}`{}: Spearman ρ(|v_i|, i) = {} (layer-permutation p = {}; {ci}): **{word}**; |v_last| / |v_0| = {}; straightness {}.",
             d.model,
             if d.control {
                 " (control: no messages)"
@@ -104,7 +104,11 @@ pub fn markdown(r: &StudyReport) -> String {
                 ""
             },
             fmt(d.decay_rho),
-            d.decay_p,
+            if d.decay_p.is_finite() {
+                format!("{:.3}", d.decay_p)
+            } else {
+                "n/a".to_string()
+            },
             d.last_over_first.map_or("n/a".into(), fmt),
             fmt(d.straightness)
         );
