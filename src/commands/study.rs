@@ -45,6 +45,10 @@ pub fn run_study(
         .map(|o| o.name.as_str())
         .collect();
     let out = runs_root.join(&study.name).join("report");
+    weatherlens_models::files::remove_stale_temporaries_of(
+        &runs_root.join(&study.name),
+        &["report"],
+    )?;
     let report = collect(&study.name, &planned, &outcomes, nulls)?;
     let unit = AtomicDir::create(&out)?;
     render(&report, unit.path())?;

@@ -12,6 +12,7 @@ pub mod loss;
 pub mod metrics;
 pub mod normalise;
 pub mod restore;
+pub mod run_state;
 pub mod schedule;
 pub mod trainer;
 pub mod windows;
