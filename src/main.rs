@@ -27,6 +27,39 @@ fn keep_freed_memory() {
     }
 }
 
+/// Ctrl-C (SIGINT), SIGTERM and SIGHUP remove the temporary files being written before the process ends, which
+/// exits with 128 + the signal (130 for Ctrl-C) as a shell reports; every finished artefact stays as it was.
+///
+/// The signals are blocked in every thread (threads started later inherit the mask) and taken by one thread
+/// with `sigwait`, so the cleanup runs as ordinary code, not in a signal handler.
+fn remove_temporaries_on_interrupt() {
+    // SAFETY: sigemptyset/sigaddset fill a sigset_t we own; pthread_sigmask changes this thread's mask only;
+    // both are called before any other thread exists.
+    let signals = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            tracing::warn!("cannot take Ctrl-C: an interrupt may leave temporary files");
+            return;
+        }
+        set
+    };
+    let spawned = std::thread::Builder::new()
+        .name("interrupts".into())
+        .spawn(move || {
+            let mut signal: libc::c_int = 0;
+            // SAFETY: sigwait reads the set and writes the signal number into a local.
+            while unsafe { libc::sigwait(&signals, &mut signal) } != 0 {}
+            weatherlens_models::files::remove_live_temporaries(128 + signal);
+        });
+    if spawned.is_err() {
+        tracing::warn!("cannot take Ctrl-C: an interrupt may leave temporary files");
+    }
+}
+
 fn main() {
     keep_freed_memory();
     let cli = commands::Cli::parse();
@@ -38,6 +71,7 @@ fn main() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
+    remove_temporaries_on_interrupt();
     if let Err(error) = commands::run(cli) {
         eprintln!("error: {}", message(&error));
         std::process::exit(1);

@@ -595,7 +595,7 @@ fn bad_input_gives_clear_errors() {
         "--resume",
         "run",
     ]);
-    assert!(err.contains("model config"), "{err}");
+    assert!(err.contains("model.latent_size 16 -> 24"), "{err}");
 
     // A truncated checkpoint is named in the error and nothing panics.
     let weights = ws.path("run/checkpoint-00000004/model.safetensors");

@@ -481,7 +481,9 @@ test = { start = "2021-06-03", end = "2021-06-04" }"#;
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // A dry spell (tp = 0 everywhere: std 0 and diff_std 0) is a static input too, never divided by.
+    // A dry spell (tp = 0 everywhere: std 0 and diff_std 0) is a static input too, never divided by. A new run:
+    // a fresh `train` refuses a folder holding another run's checkpoints.
+    fs::remove_dir_all(dir.path().join("run")).unwrap();
     let dry = train(
         dir.path(),
         &config("dry", &fixture("static/era5_dry.nc"), windows, ""),

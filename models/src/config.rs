@@ -127,8 +127,13 @@ impl ModelConfig {
         if self.mesh_level > 7 {
             return fail("mesh_level", "must be at most 7 (R = 7 has 163,842 nodes)");
         }
-        if self.latent_size == 0 {
-            return fail("latent_size", "must be positive");
+        if self.latent_size < 2 {
+            // Every MLP ends in a LayerNorm, which maps a single value to its learned offset: with one latent
+            // channel every node carries the same constant, and the analyses of its spread have nothing to see.
+            return fail(
+                "latent_size",
+                "must be at least 2 (a LayerNorm over one channel outputs a constant)",
+            );
         }
         if self.num_layers == 0 {
             return fail("num_layers", "must be positive");

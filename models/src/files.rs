@@ -6,17 +6,25 @@
 //! - [`AtomicFile`]: a file written in pieces (seek-writes, or by a library that takes a path);
 //! - [`AtomicDir`]: a folder whose files belong together (a checkpoint, a study stage), renamed as one.
 //!
-//! A temporary that is dropped without [`AtomicFile::commit`] / [`AtomicDir::commit`] is removed. Created files
-//! get the permissions the umask allows (`tempfile`'s own default, 0600, would hide outputs from a group).
+//! A temporary that is dropped without [`AtomicFile::commit`] / [`AtomicDir::commit`] is removed; one left by a
+//! process that was interrupted (Ctrl-C: [`remove_live_temporaries`], called by the binary's signal handler) is
+//! removed too, and one left by a killed process is removed by the next writer of its folder
+//! ([`remove_stale_temporaries`], under the folder's [`crate::lock::FolderLock`]). Created files get the
+//! permissions the umask allows (`tempfile`'s own default, 0600, would hide outputs from a group).
 //!
-//! Fault injection for tests: with `WEATHERLENS_FAIL_WRITE=N` in the environment, the N-th commit of the
-//! process (counting from 1) fails as a full disk would, after writing and before the rename.
+//! Fault injection for tests ([`fault`]): every write of an artefact (a commit here, or an [`append`]) is
+//! numbered from 1 in each process, and the environment can make one of them fail or kill the process.
 
-use std::fs::{File, Permissions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub mod fault;
+mod live;
+
+pub use live::remove_live_temporaries;
+use live::{Registration, Renaming};
 
 /// An I/O failure on a named file: "writing runs/x/metrics.csv: No space left on device".
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +84,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), FileError> {
 pub struct AtomicFile {
     temp: tempfile::NamedTempFile,
     target: PathBuf,
+    registration: Registration,
 }
 
 impl AtomicFile {
@@ -89,6 +98,7 @@ impl AtomicFile {
             .tempfile_in(folder)
             .map_err(FileError::at("creating a temporary file in", folder))?;
         Ok(Self {
+            registration: Registration::new(temp.path()),
             temp,
             target: target.to_path_buf(),
         })
@@ -116,11 +126,21 @@ impl AtomicFile {
             .as_file_mut()
             .flush()
             .map_err(FileError::at("writing", &target))?;
-        injected_failure(&target)?;
-        self.temp
+        fault::before_commit(&target)?;
+        let Self {
+            temp, registration, ..
+        } = self;
+        let temp_path = temp.path().to_path_buf();
+        let mut renaming = Renaming::start();
+        // On failure `persist` hands the temporary back; dropping it removes it.
+        let result = temp
             .persist(&target)
-            .map_err(|e| FileError::new("renaming into", &target, e.error))?;
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| FileError::new("renaming into", &target, e.error));
+        renaming.done(&temp_path);
+        drop(renaming);
+        drop(registration);
+        result
     }
 }
 
@@ -129,6 +149,8 @@ impl AtomicFile {
 pub struct AtomicDir {
     temp: Option<tempfile::TempDir>,
     target: PathBuf,
+    /// Leaves the registry of live temporaries when the unit is dropped (committed or not).
+    _registration: Registration,
 }
 
 impl AtomicDir {
@@ -143,6 +165,7 @@ impl AtomicDir {
             .tempdir_in(folder)
             .map_err(FileError::at("creating a temporary folder in", folder))?;
         Ok(Self {
+            _registration: Registration::new(temp.path()),
             temp: Some(temp),
             target: target.to_path_buf(),
         })
@@ -159,16 +182,19 @@ impl AtomicDir {
     }
 
     /// Renames the folder onto its destination. A folder already there is moved aside first and removed
-    /// after, so the destination always holds either the old unit or the new one, never a mix.
+    /// after, so the destination always holds either the old unit or the new one, never a mix. On failure
+    /// the temporary folder is removed and the old unit is back in place.
     pub fn commit(mut self) -> Result<(), FileError> {
         let Some(temp) = self.temp.take() else {
             return Ok(());
         };
         let target = self.target.clone();
-        if let Err(e) = injected_failure(&target) {
+        let temp_path = temp.path().to_path_buf();
+        if let Err(e) = fault::before_commit(&target) {
             drop(temp);
             return Err(e);
         }
+        let mut renaming = Renaming::start();
         let temp = temp.keep();
         let aside = target.exists().then(|| {
             parent(&target).join(format!(
@@ -177,21 +203,130 @@ impl AtomicDir {
                 std::process::id()
             ))
         });
-        if let Some(aside) = &aside {
-            std::fs::rename(&target, aside).map_err(FileError::at("moving aside", &target))?;
-        }
-        if let Err(e) = std::fs::rename(&temp, &target) {
+        let renamed = (|| {
             if let Some(aside) = &aside {
-                let _ = std::fs::rename(aside, &target);
+                std::fs::rename(&target, aside).map_err(FileError::at("moving aside", &target))?;
             }
+            if let Err(e) = std::fs::rename(&temp, &target) {
+                if let Some(aside) = &aside {
+                    let _ = std::fs::rename(aside, &target);
+                }
+                return Err(FileError::new("renaming into", &target, e));
+            }
+            Ok(())
+        })();
+        if renamed.is_err() {
             let _ = std::fs::remove_dir_all(&temp);
-            return Err(FileError::new("renaming into", &target, e));
         }
+        renaming.done(&temp_path);
+        drop(renaming);
+        renamed?;
         if let Some(aside) = aside {
             std::fs::remove_dir_all(&aside).map_err(FileError::at("removing", &aside))?;
         }
         Ok(())
     }
+}
+
+/// Appends `contents` to `path` (created if missing) as one write: a log that grows by whole records
+/// (`metrics.csv`). Counted as an artefact write for fault injection.
+pub fn append(path: &Path, contents: &[u8]) -> Result<(), FileError> {
+    fault::before_commit(path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(FileError::at("opening", path))?;
+    file.write_all(contents)
+        .map_err(FileError::at("writing", path))
+}
+
+/// The name [`check_writable`] tries (its temporary is removed at once; one a killed process left is a
+/// temporary like the others).
+pub const WRITE_CHECK: &str = ".weatherlens-write-check";
+
+/// Checks that files can be created in `dir` (created if missing) before work whose output goes there
+/// starts: a read-only or missing output folder is found in a moment, not after minutes of computing.
+pub fn check_writable(dir: &Path) -> Result<(), FileError> {
+    create_dir_all(dir)?;
+    let probe = dir.join(WRITE_CHECK);
+    let file = AtomicFile::create(&probe)?;
+    drop(file);
+    Ok(())
+}
+
+/// Removes the temporaries ([`is_temporary`]) that interrupted writers left in `dir` and in its folders
+/// (two levels down). Call it only while holding the folder's lock, so that no live writer's temporary is
+/// taken. Returns how many were removed.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<usize, FileError> {
+    fn sweep(dir: &Path, depth: usize) -> Result<usize, FileError> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(FileError::at("listing", dir))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if let Some(original) = moved_aside_name(&name).map(|n| dir.join(n))
+                && is_dir
+                && !original.exists()
+            {
+                // Interrupted between moving the old unit aside and renaming the new one in: the old one
+                // is complete, so it goes back.
+                std::fs::rename(&path, &original).map_err(FileError::at("restoring", &original))?;
+                removed += 1;
+            } else if is_temporary(&name) {
+                if is_dir {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                }
+                .map_err(FileError::at("removing", &path))?;
+                removed += 1;
+            } else if is_dir && depth > 0 {
+                removed += sweep(&path, depth - 1)?;
+            }
+        }
+        Ok(removed)
+    }
+    sweep(dir, 2)
+}
+
+/// Removes the temporaries of the artefacts `names` ([`is_temporary`] names starting `.<name>.`) that interrupted writers left
+/// directly in `dir`, leaving every other file alone (a data folder may hold other work). Call it only while
+/// holding the lock of those artefacts. Returns how many were removed.
+pub fn remove_stale_temporaries_of(dir: &Path, names: &[&str]) -> Result<usize, FileError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(FileError::at("listing", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = names
+            .iter()
+            .any(|n| name.starts_with(&format!(".{n}.")) && is_temporary(&name));
+        if ours {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            }
+            .map_err(FileError::at("removing", &path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The folder a unit moved aside by [`AtomicDir::commit`] (`.<name>.<pid>.old`) was called.
+fn moved_aside_name(name: &str) -> Option<&str> {
+    let inner = name.strip_prefix('.')?.strip_suffix(".old")?;
+    let (original, pid) = inner.rsplit_once('.')?;
+    (!original.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())).then_some(original)
 }
 
 /// Whether `name` is one of the temporaries written here (`.<name>.<random>.tmp`, or a folder moved aside).
@@ -209,26 +344,6 @@ fn parent(path: &Path) -> &Path {
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned())
-}
-
-/// Commits so far in this process, for `WEATHERLENS_FAIL_WRITE`.
-static COMMITS: AtomicUsize = AtomicUsize::new(0);
-
-fn injected_failure(target: &Path) -> Result<(), FileError> {
-    let commit = COMMITS.fetch_add(1, Ordering::SeqCst) + 1;
-    let fail_at = std::env::var("WEATHERLENS_FAIL_WRITE")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok());
-    if fail_at == Some(commit) {
-        return Err(FileError::new(
-            "writing",
-            target,
-            std::io::Error::other(format!(
-                "injected write failure (WEATHERLENS_FAIL_WRITE={commit})"
-            )),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

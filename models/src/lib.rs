@@ -16,6 +16,7 @@ pub mod graphcast;
 pub mod grid;
 pub mod hooks;
 pub mod interaction;
+pub mod lock;
 pub mod mesh;
 pub mod mlp;
 pub mod model;

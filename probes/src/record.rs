@@ -5,6 +5,11 @@
 //! each batch is written straight to its place in the file by a writer thread: memory stays at a bounded queue
 //! of copies, not the whole run, and the forward pass does not wait for the disk. The file is written under a
 //! temporary name and renamed when complete.
+//!
+//! Both files carry the same random recording id (`recording_id` in `probes.json`, and in the safetensors
+//! header's `__metadata__`), and [`read_meta`] checks every fact of `probes.json` against the tensors before
+//! anyone uses it: a pair from two different recordings (an interrupted re-recording, a copied file) is an
+//! error naming both, never an index out of bounds.
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -79,6 +84,10 @@ impl NodeSelection {
 /// Everything `probes.json` says about a recording; Python readers rely on these names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordingMeta {
+    /// Random id shared with the safetensors header (`__metadata__.recording_id`): which tensors this
+    /// description belongs to. Empty in recordings made before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub recording_id: String,
     /// Free text naming the model (e.g. the run name and processor kind).
     pub model: String,
     /// The checkpoint folder the weights came from.
@@ -124,6 +133,7 @@ pub struct ProbeRecorder {
     samples: usize,
     offsets: BTreeMap<String, u64>,
     data_start: u64,
+    recording_id: String,
     /// `probes.safetensors` under its temporary name until [`Self::finish`].
     file: AtomicFile,
     cursor: Cell<usize>,
@@ -245,7 +255,12 @@ impl ProbeRecorder {
     ) -> Result<Self, RecordError> {
         files::create_dir_all(out_dir)?;
         let nodes = node_indices.len();
+        let recording_id = new_recording_id();
         let mut header = serde_json::Map::new();
+        header.insert(
+            "__metadata__".into(),
+            serde_json::json!({ "recording_id": recording_id, "producer": "weatherlens" }),
+        );
         let mut offsets = BTreeMap::new();
         let mut start = 0u64;
         let tensors = points
@@ -294,12 +309,18 @@ impl ProbeRecorder {
             samples,
             offsets,
             data_start,
+            recording_id,
             writer: Writer::start(writer_handle, target, capacity),
             file,
             cursor: Cell::new(0),
             last_resid_post: RefCell::new(None),
             failure: RefCell::new(None),
         })
+    }
+
+    /// The id written into the safetensors header: put it into the recording's [`RecordingMeta`].
+    pub fn recording_id(&self) -> &str {
+        &self.recording_id
     }
 
     /// Mark the end of one forward pass of `batch` samples.
@@ -447,14 +468,175 @@ pub fn write_meta(out_dir: &Path, meta: &RecordingMeta) -> Result<PathBuf, Recor
     Ok(path)
 }
 
-/// Read `probes.json`.
+/// 128 random bits in hex: unique to one recording.
+fn new_recording_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Read `probes.json` of the recording folder `dir` and check it against `probes.safetensors` beside it:
+/// the same recording id, one latitude and longitude per recorded node, every listed hook present as a
+/// [samples, nodes, latent] tensor with the counts `probes.json` gives, and a resid_pre and delta tensor for
+/// every listed layer.
 pub fn read_meta(dir: &Path) -> Result<RecordingMeta, RecordError> {
     let path = dir.join(META_FILE);
     let bytes = files::read(&path)?;
-    serde_json::from_slice(&bytes).map_err(|e| RecordError::Invalid {
-        path,
+    let meta: RecordingMeta = serde_json::from_slice(&bytes).map_err(|e| RecordError::Invalid {
+        path: path.clone(),
         reason: e.to_string(),
-    })
+    })?;
+    check_meta(&meta, &path, &dir.join(TENSORS_FILE))?;
+    Ok(meta)
+}
+
+/// A safetensors header read without its data: `__metadata__`, and tensor name -> (dtype, shape).
+struct Header {
+    metadata: BTreeMap<String, String>,
+    tensors: BTreeMap<String, (String, Vec<usize>)>,
+}
+
+/// The header of a safetensors file, read without its data.
+fn read_header(file: &Path) -> Result<Header, RecordError> {
+    use std::io::Read;
+    let invalid = |reason: String| RecordError::Invalid {
+        path: file.to_path_buf(),
+        reason,
+    };
+    let mut handle = std::fs::File::open(file).map_err(FileError::at("reading", file))?;
+    let mut length = [0u8; 8];
+    handle
+        .read_exact(&mut length)
+        .map_err(|e| invalid(format!("not a safetensors file ({e})")))?;
+    let length = u64::from_le_bytes(length);
+    let size = handle.metadata().map(|m| m.len()).unwrap_or(0);
+    if length > size.saturating_sub(8) || length > 100_000_000 {
+        return Err(invalid(format!(
+            "not a safetensors file (header of {length} bytes in a file of {size})"
+        )));
+    }
+    let mut header = vec![0u8; length as usize];
+    handle
+        .read_exact(&mut header)
+        .map_err(FileError::at("reading", file))?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| invalid(format!("not a safetensors header ({e})")))?;
+    let mut metadata = BTreeMap::new();
+    let mut tensors = BTreeMap::new();
+    for (name, value) in header {
+        if name == "__metadata__" {
+            if let Some(map) = value.as_object() {
+                for (key, value) in map {
+                    if let Some(text) = value.as_str() {
+                        metadata.insert(key.clone(), text.to_string());
+                    }
+                }
+            }
+            continue;
+        }
+        let dtype = value["dtype"].as_str().unwrap_or("").to_string();
+        let shape = value["shape"]
+            .as_array()
+            .map(|dims| {
+                dims.iter()
+                    .map(|d| d.as_u64().unwrap_or(0) as usize)
+                    .collect()
+            })
+            .unwrap_or_default();
+        tensors.insert(name, (dtype, shape));
+    }
+    Ok(Header { metadata, tensors })
+}
+
+fn check_meta(
+    meta: &RecordingMeta,
+    meta_path: &Path,
+    tensors_path: &Path,
+) -> Result<(), RecordError> {
+    let invalid = |reason: String| RecordError::Invalid {
+        path: meta_path.to_path_buf(),
+        reason,
+    };
+    let nodes = meta.node_indices.len();
+    if meta.node_lat.len() != nodes || meta.node_lon.len() != nodes {
+        return Err(invalid(format!(
+            "{nodes} node indices but {} latitudes and {} longitudes",
+            meta.node_lat.len(),
+            meta.node_lon.len()
+        )));
+    }
+    if let Some(bad) = meta
+        .node_lat
+        .iter()
+        .find(|lat| !(lat.is_finite() && (-90.0..=90.0).contains(*lat)))
+    {
+        return Err(invalid(format!("node latitude {bad} is not in [-90, 90]")));
+    }
+    let Header { metadata, tensors } = read_header(tensors_path)?;
+    let file_id = metadata.get("recording_id").map_or("", String::as_str);
+    if file_id != meta.recording_id {
+        let name = |id: &str| {
+            if id.is_empty() {
+                "none".to_string()
+            } else {
+                id.to_string()
+            }
+        };
+        return Err(invalid(format!(
+            "describes recording {} but {} holds recording {}: the two files are from different recordings \
+             (an interrupted or partly copied recording?); record again",
+            name(&meta.recording_id),
+            tensors_path.display(),
+            name(file_id)
+        )));
+    }
+    let expected = [meta.sample_times.len(), nodes, meta.latent_size];
+    let mut needed: Vec<String> = meta.hooks.clone();
+    for &layer in &meta.layers {
+        for point in [HookPoint::ResidPre(layer), HookPoint::Delta(layer)] {
+            let name = point.to_string();
+            if !needed.contains(&name) {
+                needed.push(name);
+            }
+        }
+    }
+    for name in &needed {
+        match tensors.get(name) {
+            None => {
+                return Err(invalid(format!(
+                    "lists `{name}`, which {} does not hold",
+                    tensors_path.display()
+                )));
+            }
+            Some((_, shape)) if name.contains("edge") => {
+                // Edge tensors are [samples, edges, latent].
+                if shape.len() != 3 || shape[0] != expected[0] || shape[2] != expected[2] {
+                    return Err(invalid(format!(
+                        "says `{name}` is [samples, edges, latent] with {} samples and latent {}, but {} holds \
+                         it as {shape:?}",
+                        expected[0],
+                        expected[2],
+                        tensors_path.display()
+                    )));
+                }
+            }
+            Some((_, shape)) if shape.as_slice() != expected => {
+                return Err(invalid(format!(
+                    "says `{name}` is [samples, nodes, latent] = {expected:?} ({} sample times, {nodes} nodes, \
+                     latent {}), but {} holds it as {shape:?}",
+                    meta.sample_times.len(),
+                    meta.latent_size,
+                    tensors_path.display()
+                )));
+            }
+            Some((dtype, _)) if dtype != "F32" && dtype != "F64" => {
+                return Err(invalid(format!(
+                    "`{name}` is {dtype} in {}; F32 or F64 expected",
+                    tensors_path.display()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// A tensor of a safetensors file by name, as f64 values with its shape (F32 or F64 on disk).

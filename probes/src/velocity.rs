@@ -324,16 +324,17 @@ fn decay_statistic(
     }
 }
 
-/// Mean of `value(row)` over the rows where it is defined; NaN when it is defined nowhere.
+/// Mean of `value(row)` over the rows where it is defined; NaN when it is defined nowhere. The values are
+/// computed in parallel and summed in row order: a parallel reduction's grouping depends on how the work was
+/// split, and with it the last bits of the sum.
 fn mean_of_defined(rows: usize, value: impl Fn(usize) -> Option<f64> + Sync + Send) -> f64 {
-    let (sum, count) = (0..rows)
-        .into_par_iter()
-        .filter_map(value)
-        .fold(
-            || (0.0, 0usize),
-            |(sum, count), value| (sum + value, count + 1),
-        )
-        .reduce(|| (0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let values: Vec<Option<f64>> = (0..rows).into_par_iter().map(value).collect();
+    let (sum, count) = values
+        .into_iter()
+        .flatten()
+        .fold((0.0, 0usize), |(sum, count), value| {
+            (sum + value, count + 1)
+        });
     if count == 0 {
         f64::NAN
     } else {
@@ -572,5 +573,30 @@ mod tests {
         };
         let result = velocity_profile(&[layer], 2, 2, &VelocityOptions::default()).unwrap();
         assert!((result.layers[0].norm_mean - 2.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn means_are_the_same_to_the_last_bit_on_any_thread_count() {
+        // Values whose sum depends on the order of addition.
+        let values: Vec<f64> = (0..100_000)
+            .map(|k| 1e16 * ((k as f64) * 0.7).sin() + (k % 7) as f64 * 0.1)
+            .collect();
+        let mean = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| mean_of_defined(values.len(), |row| Some(values[row])))
+        };
+        let sequential = values.iter().sum::<f64>() / values.len() as f64;
+        for threads in [1, 2, 3, 8] {
+            for _ in 0..3 {
+                assert_eq!(
+                    mean(threads).to_bits(),
+                    sequential.to_bits(),
+                    "{threads} threads"
+                );
+            }
+        }
     }
 }

@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use weatherlens_training::atmosphere::{AtmosphereConfig, simulate_with_progress};
-use weatherlens_training::data::SYNTHETIC_FILE;
-use weatherlens_training::dataset::{self, AxisChoices, VariableSelection, write_era5};
+use weatherlens_training::atmosphere::AtmosphereConfig;
+use weatherlens_training::config::SyntheticConfig;
+use weatherlens_training::data::make_synthetic;
+use weatherlens_training::dataset::{self, AxisChoices, VariableSelection};
 
 use weatherlens::progress;
 
@@ -22,7 +23,8 @@ pub struct DataArgs {
 enum DataCommand {
     /// Spin up the built-in shallow-water atmosphere and write 6-hourly fields (ERA5 layout NetCDF4).
     MakeSynthetic {
-        /// Output folder; the file is OUT/synthetic.nc.
+        /// Output folder: OUT/synthetic.nc and the settings it was made with, OUT/synthetic.json (a run config
+        /// whose `[data.synthetic]` has the same settings uses the file as it is).
         #[arg(long)]
         out: PathBuf,
         /// Days of 6-hourly output after spin-up.
@@ -84,18 +86,15 @@ pub fn run(args: DataArgs, context: &Context) -> Result<()> {
             atmosphere.output_n_lon = 2 * n_lat;
             atmosphere.seed = seed;
             let bar = progress::bar("simulate", (4.0 * days).round() as u64, context.progress);
-            let dataset =
-                simulate_with_progress(&atmosphere, days, |done, _| bar.set_position(done as u64))?;
+            let synthetic = SyntheticConfig { days, atmosphere };
+            let file = make_synthetic(&out, &synthetic, |done, _| bar.set_position(done as u64))?;
             bar.finish_and_clear();
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let file = out.join(SYNTHETIC_FILE);
-            write_era5(&file, &dataset)?;
             tracing::info!(
-                "wrote {} ({} times, {} x {} grid)",
+                "wrote {} ({} days, {} x {} grid) and its settings",
                 file.display(),
-                dataset.time_hours.len(),
-                dataset.lat.len(),
-                dataset.lon.len()
+                days,
+                synthetic.atmosphere.output_n_lat,
+                synthetic.atmosphere.output_n_lon
             );
             Ok(())
         }

@@ -8,7 +8,7 @@ use clap::Args;
 use weatherlens::report::jacobian::jacobian_markdown;
 use weatherlens::stages::jacobian::{JacobianOptions, diagnose, diagnose_graphcast, write_report};
 use weatherlens::stages::loaded::{LoadedModel, load};
-use weatherlens::stages::run_folder;
+use weatherlens::stages::{output_unit, run_folder};
 use weatherlens_probes::jacobian::{AsymmetryOptions, ProbeDistribution, RangeOptions};
 
 use super::Context;
@@ -80,6 +80,7 @@ pub fn run(args: JacobianArgs, context: &Context) -> Result<()> {
     let out = args
         .out
         .unwrap_or_else(|| run_folder(&args.checkpoint).join("jacobian"));
+    let unit = output_unit(&out, "jacobian.json")?;
     let report = match (&model, &args.inputs) {
         (LoadedModel::Trained(restored), None) => diagnose(restored, &options)?,
         (LoadedModel::GraphCast(imported), Some(inputs)) => {
@@ -95,7 +96,7 @@ pub fn run(args: JacobianArgs, context: &Context) -> Result<()> {
             args.checkpoint.display()
         ),
     };
-    write_report(&report, &out)?;
+    write_report(&report, unit)?;
     if args.json {
         super::print_json(&report)
     } else {

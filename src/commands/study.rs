@@ -64,6 +64,10 @@ fn write_report(
     nulls: usize,
 ) -> Result<(StudyReport, PathBuf)> {
     let out = runs_root.join(&study.name).join("report");
+    weatherlens_models::files::remove_stale_temporaries_of(
+        &runs_root.join(&study.name),
+        &["report"],
+    )?;
     let report = collect(&study.name, planned, outcomes, nulls, &study.alignment)?;
     let unit = AtomicDir::create(&out)?;
     render(&report, unit.path())?;

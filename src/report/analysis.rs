@@ -189,14 +189,18 @@ fn stage_markdown(md: &mut String, stage: &StageAnalysis, level: &str) {
     } else {
         "n/a".to_string()
     };
+    let p_value = if v.decay.layer_p_value.is_finite() {
+        format!("{:.3}", v.decay.layer_p_value)
+    } else {
+        "n/a".to_string()
+    };
     let _ = writeln!(
         md,
-        "\nSpearman ρ of mean |v_i| against depth: {:.2} (permutation p over the {} layers = {:.3}; {ci}); \
+        "\nSpearman ρ of mean |v_i| against depth: {:.2} (permutation p over the {} layers = {p_value}; {ci}); \
          |v_last| / |v_0| = {first_last}. Verdict: **{}** ({}). A verdict needs p < {SIGNIFICANCE} and \
          |v_last| / |v_0| outside [{}, {}]. Path straightness |X_L − X_0| / Σ|v_i| = {:.3} (1 = a straight path).\n",
         v.decay.spearman_rho,
         v.layers.len(),
-        v.decay.layer_p_value,
         velocity_words(trend.direction),
         trend.reason,
         SIZE_BAND[0],

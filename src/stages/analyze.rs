@@ -4,10 +4,9 @@
 
 use std::path::Path;
 
-use weatherlens_models::files::AtomicDir;
 use weatherlens_probes::analysis::{self, Analysis, AnalyzeOptions};
 
-use super::StageError;
+use super::{StageError, output_unit};
 use crate::report::analysis::write_analysis;
 
 /// Analyses the recording at `recording` and writes the outputs into `out_dir` as one unit.
@@ -32,8 +31,8 @@ pub fn analyze_with(
     out_dir: &Path,
     options: &AnalyzeOptions,
 ) -> Result<Analysis, StageError> {
+    let unit = output_unit(out_dir, "analysis.json")?;
     let result = analysis::analyze(recording, options)?;
-    let unit = AtomicDir::create(out_dir)?;
     write_analysis(&result, unit.path())?;
     unit.commit()?;
     Ok(result)

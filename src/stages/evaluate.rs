@@ -5,11 +5,11 @@
 use std::path::Path;
 
 use burn::prelude::Device;
-use weatherlens_models::files::{self, AtomicDir, FileError};
+use weatherlens_models::files::{self, FileError};
 use weatherlens_models::fused::Kernels;
 use weatherlens_training::evaluate::{self, ERRORS_CSV, Evaluation, SCORECARD_CSV, ScoreRow};
 
-use super::StageError;
+use super::{StageError, output_unit};
 use crate::output::write_csv;
 use crate::report::skill::scorecard_plots;
 
@@ -29,8 +29,8 @@ pub fn evaluate(
             checkpoint.display()
         )));
     }
+    let unit = output_unit(out_dir, SCORECARD_CSV)?;
     let evaluation = evaluate::evaluate(checkpoint, device, kernels)?;
-    let unit = AtomicDir::create(out_dir)?;
     write_csv(&unit.path().join(SCORECARD_CSV), &evaluation.scores)?;
     write_csv(&unit.path().join(ERRORS_CSV), &evaluation.cases)?;
     scorecard_plots(&evaluation, unit.path())?;

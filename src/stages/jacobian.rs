@@ -6,7 +6,6 @@ use std::path::Path;
 
 use burn::prelude::*;
 use serde::Serialize;
-use weatherlens_models::files::AtomicDir;
 use weatherlens_probes::jacobian::{
     Asymmetry, AsymmetryOptions, InteractionRange, RangeOptions, interaction_range,
     jacobian_asymmetry, layer_function, processor_states,
@@ -198,15 +197,15 @@ pub fn jacobian(
     options: &JacobianOptions,
     out_dir: &Path,
 ) -> Result<JacobianReport, StageError> {
+    let unit = super::output_unit(out_dir, "jacobian.json")?;
     let report = diagnose(restored, options)?;
-    write_report(&report, out_dir)?;
+    write_report(&report, unit)?;
     Ok(report)
 }
 
-/// Writes `report` (`jacobian.json`, CSVs, plots) into `out_dir` as one unit.
-pub fn write_report(report: &JacobianReport, out_dir: &Path) -> Result<(), StageError> {
-    let unit = AtomicDir::create(out_dir)?;
+/// Writes `report` (`jacobian.json`, CSVs, plots) into the stage output `unit` (from
+/// [`super::output_unit`], taken before the diagnosis so that an unusable folder fails first) and commits it.
+pub fn write_report(report: &JacobianReport, unit: super::StageOutput) -> Result<(), StageError> {
     write_jacobian(report, unit.path())?;
-    unit.commit()?;
-    Ok(())
+    unit.commit()
 }

@@ -27,7 +27,7 @@ pub mod train;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use weatherlens_models::files::FileError;
+use weatherlens_models::files::{AtomicDir, FileError};
 use weatherlens_models::graphcast::GraphCastError;
 use weatherlens_probes::analysis::AnalysisError;
 use weatherlens_probes::jacobian::JacobianError;
@@ -85,7 +85,79 @@ pub enum StageError {
     Invalid(String),
 }
 
-/// The processor layers `requested` (empty = all of `num_layers`), or an error naming one that does not exist.
+/// The list of a stage folder's files, written last: a folder is a finished stage's output when this file is
+/// there and every file it lists is too ([`is_complete`]).
+pub const OUTPUTS_FILE: &str = "outputs.json";
+
+/// A stage's output folder being written: a temporary folder renamed into place by [`StageOutput::commit`]
+/// after [`OUTPUTS_FILE`] is written into it.
+pub struct StageOutput {
+    unit: AtomicDir,
+}
+
+impl StageOutput {
+    /// The temporary folder: write the stage's files here.
+    pub fn path(&self) -> &Path {
+        self.unit.path()
+    }
+
+    /// Lists the files written, then renames the folder onto its destination.
+    pub fn commit(self) -> Result<(), StageError> {
+        let mut names = Vec::new();
+        for entry in
+            std::fs::read_dir(self.path()).map_err(FileError::at("listing", self.path()))?
+        {
+            let entry = entry.map_err(FileError::at("listing", self.path()))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        let json = serde_json::to_vec_pretty(&serde_json::json!({ "files": names }))
+            .map_err(|e| StageError::Invalid(e.to_string()))?;
+        weatherlens_models::files::write_atomic(&self.path().join(OUTPUTS_FILE), &json)?;
+        self.unit.commit()?;
+        Ok(())
+    }
+}
+
+/// Whether `dir` holds a finished stage's outputs: its [`OUTPUTS_FILE`] and every file listed there.
+pub fn is_complete(dir: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(dir.join(OUTPUTS_FILE)) else {
+        return false;
+    };
+    let Ok(list) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return false;
+    };
+    list["files"].as_array().is_some_and(|files| {
+        files
+            .iter()
+            .all(|f| f.as_str().is_some_and(|name| dir.join(name).is_file()))
+    })
+}
+
+/// Starts writing a stage's output folder `out_dir` as one unit ([`StageOutput`]: it appears whole when
+/// committed, or not at all). A folder already there is replaced only when it is empty or holds this stage's
+/// outputs (`marker`, e.g. `scorecard.csv`): a mistyped `--out` never removes other work.
+pub fn output_unit(out_dir: &Path, marker: &str) -> Result<StageOutput, StageError> {
+    if out_dir.is_file() {
+        return Err(StageError::Invalid(format!(
+            "{}: is a file; the output is a folder",
+            out_dir.display()
+        )));
+    }
+    let occupied = std::fs::read_dir(out_dir).is_ok_and(|mut entries| entries.next().is_some());
+    if occupied && !out_dir.join(marker).exists() {
+        return Err(StageError::Invalid(format!(
+            "{}: holds files that are not this stage's output (no {marker}); choose an empty or new folder",
+            out_dir.display()
+        )));
+    }
+    Ok(StageOutput {
+        unit: AtomicDir::create(out_dir)?,
+    })
+}
+
+/// The processor layers `requested` in ascending order (empty = all of `num_layers`), or an error naming one
+/// that does not exist.
 pub fn chosen_layers(requested: &[usize], num_layers: usize) -> Result<Vec<usize>, StageError> {
     if let Some(&bad) = requested.iter().find(|&&l| l >= num_layers) {
         return Err(StageError::Invalid(format!(
@@ -93,11 +165,14 @@ pub fn chosen_layers(requested: &[usize], num_layers: usize) -> Result<Vec<usize
             num_layers.saturating_sub(1)
         )));
     }
-    Ok(if requested.is_empty() {
+    let mut layers = if requested.is_empty() {
         (0..num_layers).collect()
     } else {
         requested.to_vec()
-    })
+    };
+    layers.sort_unstable();
+    layers.dedup();
+    Ok(layers)
 }
 
 /// The run folder of a run or checkpoint folder.
@@ -149,7 +224,7 @@ mod tests {
     #[test]
     fn layer_choice_and_run_folder() {
         assert_eq!(chosen_layers(&[], 3).unwrap(), [0, 1, 2]);
-        assert_eq!(chosen_layers(&[2, 0], 3).unwrap(), [2, 0]);
+        assert_eq!(chosen_layers(&[2, 0, 2], 3).unwrap(), [0, 2]);
         let message = chosen_layers(&[3], 3).unwrap_err().to_string();
         assert!(
             message.contains("layer 3") && message.contains("0..2"),

@@ -21,7 +21,7 @@ use weatherlens_training::trainer::build_model;
 use weatherlens_training::windows::{Split, Windows};
 
 use super::loaded::{ImportedGraphCast, Network};
-use super::{StageError, chosen_layers, initial_states};
+use super::{StageError, chosen_layers, initial_states, output_unit};
 
 /// What to record.
 #[derive(Debug, Clone)]
@@ -55,7 +55,8 @@ impl Default for CaptureOptions {
 
 /// Record X_i (`resid_pre`), v_i (`delta`) and X_{i+1} (`resid_post`) of the chosen layers of a trained model
 /// for the chosen samples of its data and nodes into `out_dir`, with the model's input fields at those nodes
-/// (`inputs`). Returns the recording's description (also written as `probes.json`).
+/// (`inputs`); the folder appears whole (tensors and description together) or not at all. Returns the
+/// recording's description (also written as `probes.json`).
 pub fn probe(
     restored: &Restored,
     options: &CaptureOptions,
@@ -260,6 +261,7 @@ fn record(
         .flat_map(|n| &features[n.node * per_point..(n.node + 1) * per_point])
         .copied()
         .collect();
+    let unit = output_unit(out_dir, META_FILE)?;
     let mut batches = batches;
     let first = batches
         .next()
@@ -268,7 +270,7 @@ fn record(
     let model_channels = first.dims()[2];
     let recorded_channels = model_channels + per_point;
     let recorder = ProbeRecorder::create_with_inputs(
-        out_dir,
+        unit.path(),
         points.clone(),
         &node_indices,
         config.latent_size,
@@ -303,8 +305,10 @@ fn record(
             .forward(network.tensors, input, &Hooks::none().with(&recorder));
         recorder.end_batch(batch);
     }
+    let recording_id = recorder.recording_id().to_string();
     recorder.finish()?;
     let meta = RecordingMeta {
+        recording_id,
         model: network.label.clone(),
         checkpoint: network.checkpoint.display().to_string(),
         hooks: points.iter().map(|p| p.to_string()).collect(),
@@ -321,7 +325,8 @@ fn record(
              {recorded_channels} channels"
         )),
     };
-    write_meta(out_dir, &meta)?;
+    write_meta(unit.path(), &meta)?;
+    unit.commit()?;
     Ok(meta)
 }
 

@@ -1,16 +1,19 @@
 //! Executing a study's runs: each run goes through the [`Stage`]s in order (train, evaluate, probe, controls =
-//! the same probe at initialisation, analyze, jacobian), each stage the same function its
-//! subcommand calls ([`crate::stages`]). A stage whose output folder exists was finished (every stage writes
-//! its folder as one unit), so a re-run skips it; a failed run is reported and the others go on.
+//! the same probe at initialisation, analyze, jacobian), each stage the same function its subcommand calls
+//! ([`crate::stages`]). A stage is done when its folder holds all its outputs ([`stages::is_complete`]: the
+//! list of them written last, in a temporary folder renamed into place), so a re-run skips it; a failed run is
+//! reported and the others go on. A run folder is locked by the process executing it.
 
 use std::path::PathBuf;
 
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 use weatherlens_models::fused::Kernels;
+use weatherlens_models::lock::{FolderLock, Wait};
 use weatherlens_training::checkpoint;
 use weatherlens_training::restore::restore;
-use weatherlens_training::trainer::{RunState, TrainOptions};
+use weatherlens_training::run_state;
+use weatherlens_training::trainer::{RUN_LOCK, TrainOptions};
 
 use super::{PlannedRun, StudyProbe};
 use crate::stages::jacobian::JacobianOptions;
@@ -89,10 +92,11 @@ pub struct ExecuteOptions {
     pub progress: bool,
 }
 
-/// Trains (or resumes, or skips), evaluates, probes, analyses and diagnoses one run.
+/// Trains (or resumes, or skips), evaluates, probes, analyses and diagnoses one run, holding its folder's
+/// lock (a second process on the same run gets an error naming the first).
 pub fn execute(run: &PlannedRun, options: &ExecuteOptions, device: &Device) -> RunOutcome {
     let mut skipped = Vec::new();
-    let result = stages_of(run, options, device, &mut skipped);
+    let result = lock_run(run).and_then(|_lock| stages_of(run, options, device, &mut skipped));
     let (error, failed_stage) = match result {
         Ok(()) => (None, None),
         Err(failure) => (Some(failure.to_string()), Some(failure.stage)),
@@ -104,6 +108,18 @@ pub fn execute(run: &PlannedRun, options: &ExecuteOptions, device: &Device) -> R
         failed_stage,
         skipped,
     }
+}
+
+/// Locks the run's folder and removes the temporaries an interrupted process left in it.
+fn lock_run(run: &PlannedRun) -> Result<FolderLock, StageFailure> {
+    let fail = |error: StageError| StageFailure {
+        stage: Stage::Train,
+        error: Box::new(error),
+    };
+    let lock = FolderLock::acquire(&run.dir, RUN_LOCK, Wait::No)
+        .map_err(|e| fail(StageError::Invalid(e.to_string())))?;
+    weatherlens_models::files::remove_stale_temporaries(&run.dir).map_err(|e| fail(e.into()))?;
+    Ok(lock)
 }
 
 fn stages_of(
@@ -122,7 +138,7 @@ fn stages_of(
     let train_dir = folder(Stage::Train);
     let state = checkpoint::latest(&train_dir)
         .ok()
-        .and_then(|c| checkpoint::load_run::<RunState>(&c).ok());
+        .and_then(|c| run_state::load_state(&c).ok());
     let finished = state
         .as_ref()
         .is_some_and(|s| s.config == run.config && s.step == run.config.training.steps);
@@ -160,7 +176,7 @@ fn stages_of(
     }
     // A later stage is redone when the model was (re)trained now, else reused when its folder is complete.
     let mut reuse = |stage: Stage| {
-        let done = !trained_now && folder(stage).is_dir();
+        let done = !trained_now && stages::is_complete(&folder(stage));
         if done {
             skipped.push(stage);
         }

@@ -1,15 +1,17 @@
 //! Checkpoints: `model.safetensors` + `optimizer.bpk` (burnpack) + `run.json`, one folder per step.
 //!
 //! A checkpoint folder is written under a temporary name and renamed into place, so a crash never leaves a
-//! half-written checkpoint where a resume would find it. Loading checks every tensor's name, shape and dtype
-//! against the model the config builds before touching the model, so a stale or corrupt file gives an error
-//! that names it instead of a panic or a silently wrong model.
+//! half-written checkpoint where a resume would find it. Its files are byte-for-byte the same for the same
+//! weights and optimiser state (no hash-map order, no timestamps), and follow the umask like other outputs.
+//! Loading checks every tensor's name, shape and dtype against the model the config builds before touching
+//! the model, and every optimiser state tensor against the parameter it belongs to, so a stale, foreign or
+//! corrupt file gives an error that names it instead of a panic or a silently wrong model.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
@@ -39,6 +41,14 @@ pub enum CheckpointError {
     Store { path: PathBuf, reason: String },
     #[error("{path}: no checkpoint folder (`{PREFIX}NNNNNNNN`) found")]
     NoCheckpoint { path: PathBuf },
+    #[error(
+        "{path}: missing: {} holds {MODEL_FILE} but no {RUN_FILE} (the config, normalisation and step a checkpoint \
+         needs); it is not a complete checkpoint folder",
+        path.parent().map_or_else(String::new, |p| p.display().to_string())
+    )]
+    MissingRunJson { path: PathBuf },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
@@ -81,19 +91,25 @@ pub fn save<M: Module + ModuleSnapshot, R: Serialize>(
     let tmp_dir = unit.path();
     {
         let model_path = tmp_dir.join(MODEL_FILE);
-        let mut store = SafetensorsStore::from_file(&model_path);
+        let store_error = |path: &Path, reason: String| CheckpointError::Store {
+            path: path.to_path_buf(),
+            reason,
+        };
+        // One metadata entry: burn's default three sit in a hash map whose order changes from run to run.
+        let mut store = SafetensorsStore::from_bytes(None)
+            .clear_metadata()
+            .metadata("producer", "weatherlens");
         model
             .save_into(&mut store)
-            .map_err(|e| CheckpointError::Store {
-                path: model_path.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| store_error(&model_path, e.to_string()))?;
+        let bytes = store
+            .get_bytes()
+            .map_err(|e| store_error(&model_path, e.to_string()))?;
+        fs::write(&model_path, bytes).map_err(io(&model_path))?;
         if let Some(optimizer) = optimizer {
             let path = tmp_dir.join(OPTIMIZER_FILE);
-            optimizer.save(&path).map_err(|e| CheckpointError::Store {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            let bytes = optimizer_bytes(optimizer).map_err(|reason| store_error(&path, reason))?;
+            fs::write(&path, bytes).map_err(io(&path))?;
         }
         let run_path = tmp_dir.join(RUN_FILE);
         let json = serde_json::to_vec_pretty(run).map_err(|source| CheckpointError::RunJson {
@@ -105,6 +121,26 @@ pub fn save<M: Module + ModuleSnapshot, R: Serialize>(
     unit.commit()?;
     prune(run_dir, keep_last)?;
     Ok(final_dir)
+}
+
+/// The optimiser state as burnpack bytes, its tensors in name order: burn lists them in the order of a hash
+/// map, which differs between two runs of the same training.
+fn optimizer_bytes(optimizer: &ModuleOptimizer) -> Result<Vec<u8>, String> {
+    let reader = burn_pack::Reader::from_bytes(optimizer.into_bytes().map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let metadata = reader.metadata().clone();
+    let scalars = reader.scalars().clone();
+    let mut tensors = reader.into_tensors().map_err(|e| e.to_string())?;
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut writer = burn_pack::Writer::new(tensors);
+    for (key, value) in &metadata {
+        writer = writer.with_metadata(key, value);
+    }
+    for (key, value) in &scalars {
+        writer = writer.with_scalar(key, *value);
+    }
+    let bytes = writer.into_bytes().map_err(|e| e.to_string())?;
+    Ok(bytes.to_vec())
 }
 
 /// Checkpoint folders in `run_dir`, oldest first, with their steps.
@@ -132,6 +168,11 @@ pub fn list(run_dir: &Path) -> Result<Vec<(usize, PathBuf)>, CheckpointError> {
 pub fn latest(dir: &Path) -> Result<PathBuf, CheckpointError> {
     if dir.join(RUN_FILE).is_file() {
         return Ok(dir.to_path_buf());
+    }
+    if dir.join(MODEL_FILE).is_file() {
+        return Err(CheckpointError::MissingRunJson {
+            path: dir.join(RUN_FILE),
+        });
     }
     list(dir)?
         .pop()
@@ -206,10 +247,14 @@ pub fn load_model<M: Module + ModuleSnapshot>(
     Ok(model)
 }
 
-/// Load the optimiser state saved beside the weights (ids must be canonical: [`canonical_param_ids`]).
-pub fn load_optimizer(
+/// Load the optimiser state saved beside the weights, after checking that every state tensor belongs to a
+/// parameter of `model` (ids must be canonical: [`canonical_param_ids`]) and has that parameter's shape: a
+/// state file of another model (another latent size, another depth) is an error naming the file, not a panic
+/// in the next optimiser step.
+pub fn load_optimizer<M: Module>(
     checkpoint: &Path,
     optimizer: ModuleOptimizer,
+    model: &M,
 ) -> Result<ModuleOptimizer, CheckpointError> {
     let path = checkpoint.join(OPTIMIZER_FILE);
     if !path.is_file() {
@@ -220,9 +265,93 @@ pub fn load_optimizer(
         )
         .into());
     }
-    optimizer.load(&path).map_err(|e| CheckpointError::Store {
-        path,
-        reason: e.to_string(),
+    let bytes = burn_pack::Bytes::from_bytes_vec(fs::read(&path).map_err(io(&path))?);
+    check_optimizer_state(&path, bytes.clone(), model)?;
+    optimizer
+        .from_bytes(bytes)
+        .map_err(|e| CheckpointError::Store {
+            path,
+            reason: e.to_string(),
+        })
+}
+
+/// Parameter id -> shape of every float parameter of `model`.
+fn parameter_shapes<M: Module>(model: &M) -> BTreeMap<u64, Vec<usize>> {
+    struct Shapes(BTreeMap<u64, Vec<usize>>);
+    impl ModuleVisitor for Shapes {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.insert(param.id.val(), param.shape().to_vec());
+        }
+    }
+    let mut shapes = Shapes(BTreeMap::new());
+    model.visit(&mut shapes);
+    shapes.0
+}
+
+/// Compare an optimiser state file's tensors (`<param id>.<field>`, each the shape of its parameter) and its
+/// recorded parameter ranks with the parameters of `model`.
+fn check_optimizer_state<M: Module>(
+    path: &Path,
+    bytes: burn_pack::Bytes,
+    model: &M,
+) -> Result<(), CheckpointError> {
+    let corrupt = |reason: String| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let reader = burn_pack::Reader::from_bytes(bytes)
+        .map_err(|e| corrupt(format!("not a burnpack optimiser state: {e}")))?;
+    let shapes = parameter_shapes(model);
+    let mut problems = Vec::new();
+    for (name, value) in reader.scalars() {
+        let Some((id, "__rank")) = name.split_once('.') else {
+            continue;
+        };
+        let rank = usize::try_from(*value).ok();
+        match id.parse::<u64>().ok().and_then(|id| shapes.get(&id)) {
+            None => problems.push(format!(
+                "state for parameter {id}, which the model does not have"
+            )),
+            Some(shape) if rank != Some(shape.len()) => problems.push(format!(
+                "parameter {id} has rank {}, the state was saved for rank {rank:?}",
+                shape.len()
+            )),
+            Some(_) => {}
+        }
+    }
+    let tensors = reader
+        .into_tensors()
+        .map_err(|e| corrupt(format!("reading its tensors: {e}")))?;
+    for tensor in &tensors {
+        let shape = tensor.shape.to_vec();
+        match tensor.param_id.and_then(|id| shapes.get(&id).map(|s| (id, s))) {
+            None => problems.push(format!(
+                "state tensor `{}` belongs to no parameter of the model",
+                tensor.name
+            )),
+            Some((id, expected)) if *expected != shape => problems.push(format!(
+                "state tensor `{}` has shape {shape:?}, parameter {id} of the model has {expected:?}",
+                tensor.name
+            )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let count = problems.len();
+    problems.truncate(3);
+    Err(CheckpointError::Mismatch {
+        path: path.to_path_buf(),
+        reason: format!(
+            "the optimiser state is not for this model: {}{}",
+            problems.join("; "),
+            if count > 3 {
+                format!(" (and {} more)", count - 3)
+            } else {
+                String::new()
+            }
+        ),
     })
 }
 
@@ -396,8 +525,8 @@ mod tests {
         // Continue uninterrupted ...
         model = step(model, &mut optim);
         // ... and from the checkpoint with a freshly built model and optimiser.
-        let mut resumed_optim = load_optimizer(&saved, AdamConfig::new().init()).unwrap();
         let resumed = load_model(&saved, tiny(4, &device)).unwrap();
+        let mut resumed_optim = load_optimizer(&saved, AdamConfig::new().init(), &resumed).unwrap();
         let resumed = step(resumed, &mut resumed_optim);
         assert_eq!(weights(&resumed), weights(&model));
     }

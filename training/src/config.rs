@@ -270,7 +270,8 @@ impl RunConfig {
         Ok(config)
     }
 
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+    /// Checks every value a later stage relies on; errors name `path` and the key.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: &str, reason: &str| ConfigError::Invalid {
             path: path.to_path_buf(),
             key: key.to_string(),

@@ -3,15 +3,20 @@
 
 use std::path::{Path, PathBuf};
 
+use weatherlens_models::files::{self, FileError};
+use weatherlens_models::lock::{FolderLock, LockError, Wait};
+
 use crate::atmosphere::{AtmosphereError, simulate_with_progress};
-use crate::config::{DataConfig, DataSource};
-use crate::dataset::{AxisChoices, DatasetError, Reader, input_files, is_zarr_store, write_era5};
+use crate::config::{DataConfig, DataSource, SyntheticConfig};
+use crate::dataset::{
+    AxisChoices, Dataset, DatasetError, Reader, input_files, is_zarr_store, write_era5,
+};
 
 /// The file the built-in atmosphere writes inside `data.path`.
 pub const SYNTHETIC_FILE: &str = "synthetic.nc";
 /// The settings it was made with, beside it: data made with other settings is made again.
 pub const SYNTHETIC_SETTINGS: &str = "synthetic.json";
-/// The lock file held while it is made.
+/// The lock file held while it is checked and made: runs sharing the data wait for the one making it.
 pub const SYNTHETIC_LOCK: &str = "synthetic.lock";
 
 #[derive(Debug, thiserror::Error)]
@@ -22,68 +27,107 @@ pub enum DataError {
     Atmosphere(#[from] AtmosphereError),
     #[error("{path}: {reason}")]
     Path { path: PathBuf, reason: String },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+/// The settings file's text for `synthetic`: what [`ensure_synthetic`] compares.
+fn settings_text(synthetic: &SyntheticConfig, path: &Path) -> Result<String, DataError> {
+    serde_json::to_string_pretty(synthetic).map_err(|e| DataError::Path {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Whether `dir` holds the built-in data made with exactly `settings`.
+fn made_with(dir: &Path, settings: &str) -> bool {
+    dir.join(SYNTHETIC_FILE).is_file()
+        && std::fs::read_to_string(dir.join(SYNTHETIC_SETTINGS))
+            .ok()
+            .as_deref()
+            == Some(settings)
 }
 
 /// Generate the built-in data set into `config.path` unless it is already there, made with the same settings
 /// (`synthetic.json` beside it). Returns the file and whether it was generated now. `progress(done, total)` is
-/// called after each 6-hourly frame.
+/// called after each 6-hourly frame. Runs that share the folder and start together wait for the one making it
+/// (a lock on `synthetic.lock`).
 pub fn ensure_synthetic(
     config: &DataConfig,
     progress: impl FnMut(usize, usize),
 ) -> Result<(PathBuf, bool), DataError> {
     let file = config.path.join(SYNTHETIC_FILE);
-    let settings_path = config.path.join(SYNTHETIC_SETTINGS);
-    let settings =
-        serde_json::to_string_pretty(&config.synthetic).map_err(|e| DataError::Path {
-            path: settings_path.clone(),
-            reason: e.to_string(),
-        })?;
-    let made_with = || std::fs::read_to_string(&settings_path).ok();
-    if file.is_file() && made_with().as_deref() == Some(settings.as_str()) {
+    let settings = settings_text(&config.synthetic, &config.path.join(SYNTHETIC_SETTINGS))?;
+    if made_with(&config.path, &settings) {
         return Ok((file, false));
     }
-    std::fs::create_dir_all(&config.path).map_err(|e| DataError::Path {
-        path: config.path.clone(),
-        reason: e.to_string(),
-    })?;
-    // Runs of a study share their data and may start together (threads, or Slurm tasks on several nodes of a
-    // shared file system): one makes it while the others wait on this lock, then find it made.
-    let lock_path = config.path.join(SYNTHETIC_LOCK);
-    let lock = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .and_then(|lock| lock.lock().map(|()| lock))
-        .map_err(|e| DataError::Path {
-            path: lock_path.clone(),
-            reason: format!("cannot lock: {e}"),
-        })?;
-    if file.is_file() && made_with().as_deref() == Some(settings.as_str()) {
+    let _lock = lock_data_folder(&config.path)?;
+    if made_with(&config.path, &settings) {
         return Ok((file, false));
     }
     if file.is_file() {
         tracing::warn!(
             "{} was made with other settings (see {}): making it again",
             file.display(),
-            settings_path.display()
+            config.path.join(SYNTHETIC_SETTINGS).display()
         );
     }
-    let dataset = simulate_with_progress(
-        &config.synthetic.atmosphere,
-        config.synthetic.days,
-        progress,
-    )?;
-    write_era5(&file, &dataset)?;
-    let tmp = settings_path.with_extension("json.tmp");
-    std::fs::write(&tmp, settings)
-        .and_then(|_| std::fs::rename(&tmp, &settings_path))
-        .map_err(|e| DataError::Path {
-            path: settings_path.clone(),
-            reason: e.to_string(),
-        })?;
-    drop(lock);
+    make_synthetic_locked(&config.path, &config.synthetic, progress)?;
     Ok((file, true))
+}
+
+/// Simulate the built-in atmosphere with `synthetic` and write it into `dir` (`synthetic.nc` and
+/// `synthetic.json`, as one unit), whatever is there: `data make-synthetic`. Returns the data file.
+pub fn make_synthetic(
+    dir: &Path,
+    synthetic: &SyntheticConfig,
+    progress: impl FnMut(usize, usize),
+) -> Result<PathBuf, DataError> {
+    let _lock = lock_data_folder(dir)?;
+    make_synthetic_locked(dir, synthetic, progress)
+}
+
+/// Locks the built-in data's folder (waiting for another maker) and removes the temporaries an interrupted
+/// maker left there (only its own: the folder may hold other files).
+fn lock_data_folder(dir: &Path) -> Result<FolderLock, DataError> {
+    let lock = FolderLock::acquire(dir, SYNTHETIC_LOCK, Wait::Yes)?;
+    files::remove_stale_temporaries_of(
+        dir,
+        &[SYNTHETIC_FILE, SYNTHETIC_SETTINGS, files::WRITE_CHECK],
+    )?;
+    Ok(lock)
+}
+
+fn make_synthetic_locked(
+    dir: &Path,
+    synthetic: &SyntheticConfig,
+    progress: impl FnMut(usize, usize),
+) -> Result<PathBuf, DataError> {
+    // Minutes of simulation must not end in a read-only folder.
+    files::check_writable(dir)?;
+    let dataset = simulate_with_progress(&synthetic.atmosphere, synthetic.days, progress)?;
+    write_synthetic(dir, synthetic, &dataset)
+}
+
+/// Writes the built-in data set and the settings it was made with into `dir` as one unit: the old settings are
+/// removed first and the new ones written last, so settings beside a data file always describe it, and a data
+/// file without settings (an interrupted write) is made again by the next run.
+fn write_synthetic(
+    dir: &Path,
+    synthetic: &SyntheticConfig,
+    dataset: &Dataset,
+) -> Result<PathBuf, DataError> {
+    let file = dir.join(SYNTHETIC_FILE);
+    let settings_path = dir.join(SYNTHETIC_SETTINGS);
+    let settings = settings_text(synthetic, &settings_path)?;
+    if settings_path.exists() {
+        std::fs::remove_file(&settings_path).map_err(FileError::at("removing", &settings_path))?;
+    }
+    write_era5(&file, dataset)?;
+    files::write_atomic(&settings_path, settings.as_bytes())?;
+    Ok(file)
 }
 
 /// The NetCDF files of `path`: the file itself, or the `.nc`/`.nc4` files anywhere below a folder, in path order.

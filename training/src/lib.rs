@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod normalise;
 pub mod parallel;
 pub mod restore;
+pub mod run_state;
 pub mod schedule;
 pub mod trainer;
 pub mod windows;

@@ -363,23 +363,13 @@ fn check_channels(
 }
 
 fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), NormaliseError> {
-    let io = |source| NormaliseError::Io {
-        path: path.to_path_buf(),
-        error: source,
-    };
     let text = serde_json::to_string_pretty(value).map_err(|source| NormaliseError::Json {
         path: path.to_path_buf(),
         error: source,
     })?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
-    std::fs::write(&temp, text).map_err(io)?;
-    std::fs::rename(&temp, path).map_err(|source| {
-        let _ = std::fs::remove_file(&temp);
-        io(source)
+    weatherlens_models::files::write_atomic(path, text.as_bytes()).map_err(|e| NormaliseError::Io {
+        path: e.path,
+        error: std::io::Error::new(e.source.kind(), format!("{}: {}", e.action, e.source)),
     })
 }
 

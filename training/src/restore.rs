@@ -12,6 +12,7 @@ use crate::checkpoint::{self, CheckpointError};
 use crate::data::{self, DataError};
 use crate::dataset::{Dataset, DatasetError};
 use crate::emulator::Emulator;
+use crate::run_state;
 use crate::trainer::{self, RunState};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +41,7 @@ pub struct Restored {
 /// forward passes run `kernels`.
 pub fn restore(dir: &Path, device: &Device, kernels: Kernels) -> Result<Restored, RestoreError> {
     let checkpoint = checkpoint::latest(dir)?;
-    let state: RunState = checkpoint::load_run(&checkpoint)?;
+    let state = run_state::load_state(&checkpoint)?;
     let config = &state.config;
     let dataset = data::open(&config.data)?.read_all()?;
     let mismatch = |reason: String| RestoreError::Mismatch {

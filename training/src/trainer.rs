@@ -5,8 +5,7 @@
 //! Reproducibility: the seed fixes the initial weights and the sample order of every epoch, and batch `b` of
 //! epoch `e` depends on nothing else, so a resumed run replays exactly the batches the uninterrupted run saw.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,10 +15,12 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
+use weatherlens_models::files::{self, FileError};
 use weatherlens_models::fused::Kernels;
 use weatherlens_models::graph::{GraphError, ModelGraph};
 use weatherlens_models::grid::{GridError, LatLonGrid};
 use weatherlens_models::hooks::Hooks;
+use weatherlens_models::lock::{FolderLock, LockError, Wait};
 use weatherlens_models::model::WeatherModel;
 use weatherlens_models::seed::seeded;
 
@@ -33,11 +34,14 @@ use crate::normalise::{
     Climatology, NormalisationStats, NormaliseError, compute_statistics, find_static_channels,
 };
 use crate::parallel::Replicas;
+use crate::run_state::{self, ConfigChange};
 use crate::windows::{Batch, Split, WindowError, Windows};
 
 pub const METRICS_CSV: &str = "metrics.csv";
 pub const METRICS_JSONL: &str = "metrics.jsonl";
 pub const CLIMATOLOGY_FILE: &str = "climatology.json";
+/// The lock file of a run folder: one process writes a run at a time.
+pub const RUN_LOCK: &str = "weatherlens.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -55,6 +59,10 @@ pub enum TrainError {
     Graph(#[from] GraphError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -70,6 +78,8 @@ pub enum TrainError {
     },
     #[error("cannot resume from {path}: {reason}")]
     Resume { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    RunFolder { path: PathBuf, reason: String },
     #[error(
         "cannot resume from {path}: the data changed since the checkpoint (a revised download?): the normalisation \
          statistics of the training period differ for {}. Resume with --accept-data-change to keep the \
@@ -97,6 +107,10 @@ pub struct RunState {
     pub data: DataDescription,
     pub optimizer_file: String,
     pub code_version: String,
+    /// Settings changed on resume, each with the step it took effect ([`run_state::resume_changes`]);
+    /// `config` holds the values in force now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_changes: Vec<ConfigChange>,
 }
 
 /// The data a model was trained on: enough to rebuild its grid and check new data against it.
@@ -202,13 +216,13 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared, TrainError> {
     }
     let grid = LatLonGrid::from_coordinates(dataset.lat.clone(), dataset.lon.clone())?;
     let graph = ModelGraph::for_model(&grid, &config.model)?;
-    let uncovered = graph.mesh_nodes_without_grid_senders();
-    if uncovered > 0 {
-        tracing::warn!(
-            "{uncovered} of {} mesh nodes receive from no grid point (mesh level {} is fine for this grid)",
-            graph.num_mesh_nodes(),
-            config.model.mesh_level
-        );
+    if let Some(warning) = mesh_coverage_warning(
+        graph.mesh_nodes_without_grid_senders(),
+        graph.num_mesh_nodes(),
+        config.model.mesh_level,
+        &grid,
+    ) {
+        tracing::warn!("{warning}");
     }
     let description = DataDescription {
         files: reader
@@ -238,6 +252,62 @@ pub fn prepare(config: &RunConfig) -> Result<Prepared, TrainError> {
         stats,
         climatology,
         description,
+    })
+}
+
+/// The warning for mesh nodes that no grid point sends to, or `None` when every node receives. Either the mesh
+/// is too fine for the grid's spacing, or the grid does not cover the globe and the nodes outside it receive
+/// nothing.
+pub fn mesh_coverage_warning(
+    uncovered: usize,
+    mesh_nodes: usize,
+    mesh_level: u32,
+    grid: &LatLonGrid,
+) -> Option<String> {
+    if uncovered == 0 {
+        return None;
+    }
+    let share = 100.0 * uncovered as f64 / mesh_nodes.max(1) as f64;
+    let why = match grid_extent(grid) {
+        Some(extent) => format!(
+            "the grid is not global ({extent}), while the mesh covers the whole sphere: its nodes outside \
+             the grid get no data"
+        ),
+        None => format!(
+            "mesh level {mesh_level} is too fine for this grid's spacing: lower model.mesh_level, or use finer data"
+        ),
+    };
+    Some(format!(
+        "{uncovered} of {mesh_nodes} mesh nodes ({share:.0} %) receive from no grid point: {why}"
+    ))
+}
+
+/// The grid's extent in words when it does not cover the globe, else `None`.
+fn grid_extent(grid: &LatLonGrid) -> Option<String> {
+    let lat = grid.lat();
+    let lon = grid.lon();
+    let (lat_min, lat_max) = lat
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let lat_step = if lat.len() > 1 {
+        (lat_max - lat_min) / (lat.len() - 1) as f64
+    } else {
+        180.0
+    };
+    let lon_step = if lon.len() > 1 {
+        (lon[lon.len() - 1] - lon[0]).abs() / (lon.len() - 1) as f64
+    } else {
+        360.0
+    };
+    // Global: rows reach within a spacing of both poles, columns go all the way round.
+    let reaches_poles = lat_max + lat_step >= 90.0 - 1e-6 && lat_min - lat_step <= -90.0 + 1e-6;
+    let goes_round = lon_step * lon.len() as f64 >= 360.0 - 1e-6;
+    (!(reaches_poles && goes_round)).then(|| {
+        format!(
+            "latitudes {lat_min}..{lat_max}, {} longitudes {} apart",
+            lon.len(),
+            lon_step
+        )
     })
 }
 
@@ -409,6 +479,11 @@ pub fn train(
 
 /// Train `config` into `options.run_dir`, data-parallel over `devices` when there are several
 /// ([`crate::parallel`]): the first holds the model and the optimiser, validates and checkpoints.
+///
+/// The run folder is locked for the whole training (a second writer gets [`LockError::Held`]), and
+/// temporaries an interrupted writer left there are removed. A resume is checked against the checkpoint
+/// ([`run_state`]) before the data is read or made. A fresh run refuses a folder that already holds
+/// checkpoints (resume it, or choose another folder).
 pub fn train_on_devices(
     config: &RunConfig,
     options: &TrainOptions,
@@ -418,21 +493,38 @@ pub fn train_on_devices(
         return Err(TrainError::NoDevice);
     };
     let started = Instant::now();
+    let run_dir = &options.run_dir;
+    let _lock = lock_run_folder(run_dir)?;
+    let resume = match &options.resume {
+        Some(dir) => Some(plan_resume(dir, config)?),
+        None => {
+            if let Some((step, _)) = checkpoint::list(run_dir)?.pop() {
+                return Err(TrainError::RunFolder {
+                    path: run_dir.clone(),
+                    reason: format!(
+                        "the folder already holds checkpoints of a run (the newest at step {step}): continue it \
+                         with --resume {}, or train into another folder",
+                        run_dir.display()
+                    ),
+                });
+            }
+            None
+        }
+    };
     let mut prepared = prepare(config)?;
     let train_device = device.clone().autodiff();
     let mut model = build_model_for(config, &prepared.stats, &train_device);
     let mut optim = optimizer(config);
     let mut start_step = 0;
-    let run_dir = &options.run_dir;
-    fs::create_dir_all(run_dir).map_err(|source| TrainError::Io {
-        path: run_dir.clone(),
-        source,
-    })?;
+    let mut config_changes = Vec::new();
 
-    if let Some(resume) = &options.resume {
-        let checkpoint = checkpoint::latest(resume)?;
-        let state: RunState = checkpoint::load_run(&checkpoint)?;
-        check_resumable(config, &state, &prepared, &checkpoint)?;
+    if let Some(ResumePlan {
+        checkpoint,
+        state,
+        changes,
+    }) = resume
+    {
+        check_resumable(&state, &prepared, &checkpoint)?;
         // The checkpoint's statistics are authoritative: the model was trained in their units.
         let changed = state.normalisation.differences(&prepared.stats);
         if !changed.is_empty() {
@@ -453,11 +545,22 @@ pub fn train_on_devices(
             model = build_model_for(config, &state.normalisation, &train_device);
         }
         prepared.stats = state.normalisation.clone();
-        keep_climatology(&checkpoint, run_dir, &prepared.climatology)?;
         model = checkpoint::load_model(&checkpoint, model)?;
-        optim = checkpoint::load_optimizer(&checkpoint, optim)?;
+        optim = checkpoint::load_optimizer(&checkpoint, optim, &model)?;
+        keep_climatology(&checkpoint, run_dir, &prepared.climatology)?;
         start_step = state.step;
         truncate_metrics(run_dir, start_step)?;
+        for change in &changes {
+            tracing::warn!(
+                "resuming with {} = {} (was {}) from step {}: recorded in run.json",
+                change.key,
+                change.to,
+                change.from,
+                change.step
+            );
+        }
+        config_changes = state.config_changes.clone();
+        config_changes.extend(changes);
         tracing::info!(
             "resuming from {} at step {start_step}",
             checkpoint.display()
@@ -589,6 +692,7 @@ pub fn train_on_devices(
                     data: prepared.description.clone(),
                     optimizer_file: checkpoint::OPTIMIZER_FILE.to_string(),
                     code_version: env!("CARGO_PKG_VERSION").to_string(),
+                    config_changes: config_changes.clone(),
                 };
                 last_checkpoint = Some(checkpoint::save(
                     run_dir,
@@ -659,7 +763,7 @@ fn keep_climatology(
         Some(original) => {
             let same = fs::canonicalize(&original).ok() == fs::canonicalize(&target).ok();
             if !same {
-                fs::copy(&original, &target).map_err(io_error(&target))?;
+                files::write_atomic(&target, &files::read(&original)?)?;
                 tracing::info!(
                     "{}: copied from the checkpoint's run ({})",
                     target.display(),
@@ -678,40 +782,65 @@ fn keep_climatology(
     Ok(())
 }
 
-fn check_resumable(
-    config: &RunConfig,
-    state: &RunState,
-    prepared: &Prepared,
-    checkpoint: &Path,
-) -> Result<(), TrainError> {
+/// A resume decided before anything is touched: the checkpoint, its validated state, and the settings that
+/// change (accepted ones only).
+struct ResumePlan {
+    checkpoint: PathBuf,
+    state: RunState,
+    changes: Vec<ConfigChange>,
+}
+
+/// Locks `run_dir` (created if missing) for this process and removes the temporaries an interrupted writer
+/// left in it.
+fn lock_run_folder(run_dir: &Path) -> Result<FolderLock, TrainError> {
+    let lock = FolderLock::acquire(run_dir, RUN_LOCK, Wait::No)?;
+    let removed = files::remove_stale_temporaries(run_dir)?;
+    if removed > 0 {
+        tracing::info!(
+            "{}: removed {removed} temporary files an interrupted run left",
+            run_dir.display()
+        );
+    }
+    Ok(lock)
+}
+
+/// The resume rule's first half ([`run_state`]): the checkpoint must be readable and valid, and its model, seed
+/// and data settings those of `config`.
+fn plan_resume(dir: &Path, config: &RunConfig) -> Result<ResumePlan, TrainError> {
+    let checkpoint = checkpoint::latest(dir)?;
+    let state = run_state::load_state(&checkpoint)?;
     let fail = |reason: String| TrainError::Resume {
-        path: checkpoint.to_path_buf(),
+        path: checkpoint.clone(),
         reason,
     };
-    if state.config.model != config.model {
-        return Err(fail(format!(
-            "the checkpoint's model config differs from this config's [model] ({:?} vs {:?})",
-            state.config.model, config.model
-        )));
-    }
-    if state.seed != config.seed || state.config.data != config.data {
-        return Err(fail(
-            "the checkpoint was trained with another seed or [data] section".into(),
-        ));
-    }
-    if state.data.channels != prepared.description.channels
-        || state.data.lat != prepared.description.lat
-        || state.data.lon != prepared.description.lon
-    {
-        return Err(fail(
-            "the data's channels or grid differ from the checkpoint's".into(),
-        ));
-    }
+    let changes = run_state::resume_changes(&state.config, config, state.step).map_err(&fail)?;
     if state.step > config.training.steps {
         return Err(fail(format!(
             "the checkpoint is at step {} but training.steps is {}",
             state.step, config.training.steps
         )));
+    }
+    Ok(ResumePlan {
+        checkpoint,
+        state,
+        changes,
+    })
+}
+
+/// The resume rule's second half: the data read now has the channels and grid the checkpoint was trained on.
+fn check_resumable(
+    state: &RunState,
+    prepared: &Prepared,
+    checkpoint: &Path,
+) -> Result<(), TrainError> {
+    if state.data.channels != prepared.description.channels
+        || state.data.lat != prepared.description.lat
+        || state.data.lon != prepared.description.lon
+    {
+        return Err(TrainError::Resume {
+            path: checkpoint.to_path_buf(),
+            reason: "the data's channels or grid differ from the checkpoint's".into(),
+        });
     }
     Ok(())
 }
@@ -739,57 +868,142 @@ pub fn read_metrics(run_dir: &Path) -> Result<Vec<MetricsRow>, TrainError> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let mut reader = csv::Reader::from_path(&path).map_err(|e| TrainError::Io {
-        path: path.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    reader
-        .deserialize()
-        .collect::<Result<Vec<MetricsRow>, _>>()
-        .map_err(|e| TrainError::Io {
-            path,
-            source: std::io::Error::other(e),
-        })
+    let text = files::read_to_string(&path)?;
+    parse_metrics_csv(&path, &text)
 }
 
-/// Keep only the rows up to `step` (a resumed run rewrites what came after its checkpoint).
-fn truncate_metrics(run_dir: &Path, step: usize) -> Result<(), TrainError> {
-    let rows: Vec<MetricsRow> = read_metrics(run_dir)?
-        .into_iter()
-        .filter(|r| r.step <= step)
-        .collect();
-    remove_metrics(run_dir)?;
-    for row in &rows {
-        append_metrics(run_dir, row)?;
+fn metrics_error(path: &Path, reason: String) -> TrainError {
+    TrainError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(reason),
     }
+}
+
+fn parse_metrics_csv(path: &Path, text: &str) -> Result<Vec<MetricsRow>, TrainError> {
+    csv::Reader::from_reader(text.as_bytes())
+        .deserialize()
+        .collect::<Result<Vec<MetricsRow>, _>>()
+        .map_err(|e| metrics_error(path, e.to_string()))
+}
+
+/// The whole lines of `text`: a last line without its newline is the half of a row a killed process was
+/// writing, and is dropped (with a warning naming `path`).
+fn whole_lines<'a>(path: &Path, text: &'a str) -> &'a str {
+    if text.is_empty() || text.ends_with('\n') {
+        return text;
+    }
+    let end = text.rfind('\n').map_or(0, |i| i + 1);
+    tracing::warn!(
+        "{}: dropping an incomplete last line ({:?}) left by an interrupted run",
+        path.display(),
+        &text[end..]
+    );
+    &text[..end]
+}
+
+/// Keep only the rows up to `step` (a resumed run rewrites what came after its checkpoint). An incomplete last
+/// row (a process killed while appending it) is dropped; any other unreadable row is an error naming the file.
+fn truncate_metrics(run_dir: &Path, step: usize) -> Result<(), TrainError> {
+    let csv_path = run_dir.join(METRICS_CSV);
+    let mut rows = Vec::new();
+    if csv_path.exists() {
+        let text = files::read_to_string(&csv_path)?;
+        rows = parse_metrics_csv(&csv_path, whole_lines(&csv_path, &text))?;
+    }
+    rows.retain(|r| r.step <= step);
+    let json_path = run_dir.join(METRICS_JSONL);
+    let mut json_rows = Vec::new();
+    if json_path.exists() {
+        let text = files::read_to_string(&json_path)?;
+        for (number, line) in whole_lines(&json_path, &text).lines().enumerate() {
+            let row: MetricsRow = serde_json::from_str(line)
+                .map_err(|e| metrics_error(&json_path, format!("line {}: {e}", number + 1)))?;
+            if row.step <= step {
+                json_rows.push(row);
+            }
+        }
+    }
+    let (csv_text, json_text) = metrics_text(&rows, &json_rows, &csv_path, &json_path)?;
+    files::write_atomic(&csv_path, csv_text.as_bytes())?;
+    files::write_atomic(&json_path, json_text.as_bytes())?;
     Ok(())
 }
 
-fn append_metrics(run_dir: &Path, row: &MetricsRow) -> Result<(), TrainError> {
-    let csv_path = run_dir.join(METRICS_CSV);
-    let new = !csv_path.exists();
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&csv_path)
-        .map_err(io_error(&csv_path))?;
-    let mut writer = csv::WriterBuilder::new().has_headers(new).from_writer(file);
+fn metrics_text(
+    rows: &[MetricsRow],
+    json_rows: &[MetricsRow],
+    csv_path: &Path,
+    json_path: &Path,
+) -> Result<(String, String), TrainError> {
+    let mut csv_text = String::new();
+    for (k, row) in rows.iter().enumerate() {
+        csv_text.push_str(&csv_line(row, k == 0, csv_path)?);
+    }
+    let mut json_text = String::new();
+    for row in json_rows {
+        json_text.push_str(&json_line(row, json_path)?);
+    }
+    Ok((csv_text, json_text))
+}
+
+/// One CSV row (with the header line first when `header`).
+fn csv_line(row: &MetricsRow, header: bool, path: &Path) -> Result<String, TrainError> {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(header)
+        .from_writer(Vec::new());
     writer
         .serialize(row)
-        .and_then(|_| writer.flush().map_err(csv::Error::from))
-        .map_err(|e| TrainError::Io {
-            path: csv_path.clone(),
-            source: std::io::Error::other(e),
-        })?;
+        .map_err(|e| metrics_error(path, e.to_string()))?;
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| metrics_error(path, e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| metrics_error(path, e.to_string()))
+}
+
+fn json_line(row: &MetricsRow, path: &Path) -> Result<String, TrainError> {
+    serde_json::to_string(row)
+        .map(|line| line + "\n")
+        .map_err(|e| metrics_error(path, e.to_string()))
+}
+
+/// Appends one row to `metrics.csv` and `metrics.jsonl`, each as one write of a whole line.
+fn append_metrics(run_dir: &Path, row: &MetricsRow) -> Result<(), TrainError> {
+    let csv_path = run_dir.join(METRICS_CSV);
+    let header = !csv_path.exists() || fs::metadata(&csv_path).is_ok_and(|m| m.len() == 0);
+    files::append(&csv_path, csv_line(row, header, &csv_path)?.as_bytes())?;
     let json_path = run_dir.join(METRICS_JSONL);
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&json_path)
-        .map_err(io_error(&json_path))?;
-    let line = serde_json::to_string(row).map_err(|e| TrainError::Io {
-        path: json_path.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    writeln!(file, "{line}").map_err(io_error(&json_path))
+    files::append(&json_path, json_line(row, &json_path)?.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mesh_coverage_warning_says_too_fine_or_not_global() {
+        let global = LatLonGrid::from_coordinates(
+            (0..8).map(|i| 78.75 - 22.5 * i as f64).collect(),
+            (0..16).map(|j| 22.5 * j as f64).collect(),
+        )
+        .unwrap();
+        assert_eq!(mesh_coverage_warning(0, 642, 3, &global), None);
+        let message = mesh_coverage_warning(629, 642, 3, &global).unwrap();
+        assert!(
+            message.starts_with("629 of 642 mesh nodes (98 %)") && message.contains("too fine"),
+            "{message}"
+        );
+        assert!(!message.contains("is fine"), "{message}");
+        // Europe only: 30..70 N, 0..40 E.
+        let regional = LatLonGrid::from_coordinates(
+            (0..9).map(|i| 70.0 - 5.0 * i as f64).collect(),
+            (0..9).map(|j| 5.0 * j as f64).collect(),
+        )
+        .unwrap();
+        let message = mesh_coverage_warning(600, 642, 3, &regional).unwrap();
+        assert!(
+            message.contains("not global") && message.contains("latitudes 30..70"),
+            "{message}"
+        );
+    }
 }

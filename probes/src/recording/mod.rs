@@ -276,35 +276,14 @@ impl Recording {
     }
 
     fn open_folder(dir: &Path) -> Result<Self, RecordingError> {
+        // read_meta checks probes.json against the tensors' header (node counts, sample count, shapes,
+        // recording id); what follows checks what only a reader of values needs.
         let meta = read_meta(dir)?;
         let meta_path = dir.join(META_FILE);
         let nodes = meta.node_indices.len();
-        for (field, len) in [
-            ("node_lat", meta.node_lat.len()),
-            ("node_lon", meta.node_lon.len()),
-        ] {
-            if len != nodes {
-                return Err(RecordingError::invalid(
-                    &meta_path,
-                    format!(
-                        "{field} has {len} values but node_indices has {nodes}: one per recorded node"
-                    ),
-                ));
-            }
-        }
         let file = dir.join(TENSORS_FILE);
         let container = Container::open(&file)?;
         let layout = check_layout(&file, &container.entries, Some(nodes))?;
-        if meta.sample_times.len() != layout.samples {
-            return Err(RecordingError::invalid(
-                &meta_path,
-                format!(
-                    "sample_times lists {} times but {TENSORS_FILE} holds {} samples",
-                    meta.sample_times.len(),
-                    layout.samples
-                ),
-            ));
-        }
         for (name, values, latitude) in [
             ("node_lat", &meta.node_lat, true),
             ("node_lon", &meta.node_lon, false),

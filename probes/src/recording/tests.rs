@@ -514,8 +514,10 @@ fn a_recording_folder_reads_like_a_plain_recording() {
     recorder.observe(HookPoint::Delta(0), &(x.clone() * 0.5));
     recorder.observe(HookPoint::ResidPost(0), &(x * 1.5));
     recorder.end_batch(2);
+    let recording_id = recorder.recording_id().to_string();
     recorder.finish().unwrap();
     let meta = RecordingMeta {
+        recording_id,
         model: "m".into(),
         checkpoint: "c".into(),
         hooks: points.iter().map(|p| p.to_string()).collect(),
@@ -545,7 +547,7 @@ fn a_recording_folder_reads_like_a_plain_recording() {
     write_meta(dir.path(), &short).unwrap();
     let err = Recording::open(dir.path()).unwrap_err().to_string();
     assert!(
-        err.contains("probes.json") && err.contains("sample_times lists 1 times"),
+        err.contains("probes.json") && err.contains("1 sample times") && err.contains("[2, 2, 1]"),
         "{err}"
     );
 }

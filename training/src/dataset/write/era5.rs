@@ -7,13 +7,16 @@
 //!
 //! Dimension scales as NetCDF-4 stores them: see [`super`].
 //!
-//! The file is written under a temporary name in the same directory and renamed when complete, so a reader never
-//! sees a half-written file; a writer dropped before [`Era5Writer::finish`] removes its temporary file.
+//! The file is written under a temporary name in the same directory and renamed when complete
+//! ([`weatherlens_models::files::AtomicFile`]), so a reader never sees a half-written file; a writer dropped
+//! before [`Era5Writer::finish`] removes its temporary file.
 
 use std::path::{Path, PathBuf};
 
 use hdf5::plist::dataset_create::AttrCreationOrder;
 use hdf5::plist::file_create::LinkCreationOrder;
+
+use weatherlens_models::files::{AtomicFile, FileError};
 
 use super::super::error::DatasetError;
 use super::super::grid::Orientation;
@@ -45,8 +48,9 @@ struct ChannelTarget {
 /// Writes an ERA5-layout file time chunk by time chunk (for data that does not fit in memory at once).
 pub struct Era5Writer {
     final_path: PathBuf,
-    temp_path: PathBuf,
     file: Option<hdf5::File>,
+    /// The temporary file HDF5 writes, renamed onto `final_path` by [`Self::finish`]; removed when dropped.
+    temp: Option<AtomicFile>,
     targets: Vec<ChannelTarget>,
     orientation: Orientation,
     channel_count: usize,
@@ -77,14 +81,11 @@ impl Era5Writer {
         }
         let orientation =
             Orientation::from_file_coordinates(lat, lon).map_err(|e| invalid(e.to_string()))?;
-        let file_name = path
-            .file_name()
-            .ok_or_else(|| invalid("the path has no file name".to_string()))?;
-        let temp_path = path.with_file_name(format!(
-            ".{}.{}.tmp",
-            file_name.to_string_lossy(),
-            std::process::id()
-        ));
+        if path.file_name().is_none() {
+            return Err(invalid("the path has no file name".to_string()));
+        }
+        let temp = AtomicFile::create(path).map_err(file_error)?;
+        let temp_path = temp.temp_path().to_path_buf();
         let hdf5_error = |action: &str| {
             let action = action.to_string();
             move |e| DatasetError::hdf5(path, action, e)
@@ -95,8 +96,8 @@ impl Era5Writer {
             .map_err(hdf5_error("creating the file"))?;
         let mut writer = Self {
             final_path: path.to_path_buf(),
-            temp_path,
             file: None,
+            temp: Some(temp),
             targets: Vec::new(),
             orientation,
             channel_count: channels.len(),
@@ -201,23 +202,33 @@ impl Era5Writer {
             file.close()
                 .map_err(|e| DatasetError::hdf5(&self.final_path, "closing the file", e))?;
         }
-        std::fs::rename(&self.temp_path, &self.final_path).map_err(|source| DatasetError::Io {
-            path: self.final_path.clone(),
-            error: source,
-        })
+        match self.temp.take() {
+            Some(temp) => temp.commit().map_err(file_error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A file-system error of the temporary file as a dataset error naming the file.
+fn file_error(error: FileError) -> DatasetError {
+    DatasetError::Io {
+        path: error.path,
+        error: std::io::Error::new(
+            error.source.kind(),
+            format!("{}: {}", error.action, error.source),
+        ),
     }
 }
 
 impl Drop for Era5Writer {
     fn drop(&mut self) {
-        if self.file.is_some() || self.temp_path.exists() {
-            self.targets.clear();
-            if let Some(file) = self.file.take() {
-                // The file is being abandoned: a failure to close it changes nothing for the caller.
-                let _ = file.close();
-            }
-            let _ = std::fs::remove_file(&self.temp_path);
+        self.targets.clear();
+        if let Some(file) = self.file.take() {
+            // The file is being abandoned: a failure to close it changes nothing for the caller.
+            let _ = file.close();
         }
+        // Dropping an uncommitted temporary removes it.
+        self.temp.take();
     }
 }
 
