@@ -571,6 +571,10 @@ fn bad_input_gives_clear_errors() {
     let err = ws.fails(&["data", "inspect", "not.nc"]);
     assert!(err.contains("not.nc"), "{err}");
 
+    // A recording that is not there is named as missing, before any question about its tensors.
+    let err = ws.fails(&["compare", "nope", "not.nc"]);
+    assert!(err.contains("nope: no such file"), "{err}");
+
     ws.ok(&[
         "train",
         "--config",
@@ -1195,6 +1199,17 @@ fn an_untrained_recording_is_the_control_that_untrained_alignment_does_not_excee
         meta["sample_times"], trained["sample_times"],
         "the same samples"
     );
+    // Its analysis goes beside it, not into a folder another recording's analysis uses.
+    ws.ok(&["analyze", "untrained-test", "--bootstrap", "10"]);
+    let analysis: serde_json::Value = serde_json::from_slice(
+        &fs::read(ws.path("untrained-test-analysis/analysis.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        analysis["model"].as_str().unwrap().contains("untrained"),
+        "{analysis}"
+    );
+    assert!(!ws.path("analysis").exists());
     let compared = ws.json(&[
         "compare",
         "untrained-test",

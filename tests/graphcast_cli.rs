@@ -305,6 +305,36 @@ fn probe_all_times_slides_over_the_file() {
         "the first window is the first step"
     );
     assert_ne!(&slid[key].0[one[key].0.len()..], window_0);
+
+    // The untrained control: the same architecture at initialisation, on the same inputs and nodes; it records
+    // the same input fields (the input baseline) but other latents.
+    let untrained = dir.path().join("untrained");
+    let inputs = batch_file("fixture_a");
+    ok(
+        dir.path(),
+        &[
+            "probe",
+            "--checkpoint",
+            &checkpoint,
+            "--inputs",
+            &inputs,
+            "--untrained",
+            "--out",
+            untrained.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        meta(&untrained)["model"]
+            .as_str()
+            .unwrap()
+            .contains("untrained"),
+        "{}",
+        meta(&untrained)
+    );
+    assert_eq!(meta(&untrained)["sample_times"], first_times);
+    let control = load(&untrained.join("probes.safetensors"));
+    assert_eq!(control["inputs"].0, one["inputs"].0);
+    assert_ne!(control[key].0, one[key].0);
 }
 
 /// A copy of fixture a's params with every occurrence of `from` in the archive replaced by `to` (same length:

@@ -115,6 +115,9 @@ impl LocalGroup {
 /// One metric summarised over the locations of a group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LocalSummary {
+    /// Locations left out of this metric's figures because the metric or one of its controls lies outside
+    /// [−1, 1] there (CKNNA at few rows per neighbour; see [`LocationResult::warnings`]).
+    pub excluded: usize,
     pub mean: f64,
     pub untrained: Option<f64>,
     pub input_x: Option<f64>,
@@ -353,6 +356,21 @@ fn summarise(
     let times = locations.iter().map(|l| l.n).min().unwrap_or(0);
     let knn_unreliable = times < MIN_ROWS_PER_NEIGHBOUR * options.k;
     let one = |metric: fn(&MetricSet<f64>) -> f64, knn: bool| -> LocalSummary {
+        // A figure outside [−1, 1] is not a similarity: leave such locations out of the means and the interval.
+        let in_range =
+            |m: Option<&MetricSet<f64>>| m.is_none_or(|m| (-1.0..=1.0).contains(&metric(m)));
+        let all = locations;
+        let locations: Vec<&LocationResult> = all
+            .iter()
+            .copied()
+            .filter(|l| {
+                in_range(Some(&l.metrics))
+                    && in_range(l.controls.untrained.as_ref())
+                    && in_range(l.controls.input_x.as_ref())
+                    && in_range(l.controls.input_y.as_ref())
+            })
+            .collect();
+        let excluded = all.len() - locations.len();
         let control = |pick: fn(&Controls) -> Option<&MetricSet<f64>>| -> Option<f64> {
             locations
                 .iter()
@@ -379,16 +397,14 @@ fn summarise(
                 quantile_sorted(&sorted, 0.975),
             ]
         });
-        let verdict = excess.map(|value| {
-            if (knn && knn_unreliable) || !value.is_finite() {
-                ExcessVerdict::Undetermined
-            } else if excess_ci.map_or(value, |[lo, _]| lo) > 0.0 {
-                ExcessVerdict::AboveControls
-            } else {
-                ExcessVerdict::NotAboveControls
-            }
+        let verdict = excess.map(|value| match excess_ci {
+            _ if (knn && knn_unreliable) || !value.is_finite() => ExcessVerdict::Undetermined,
+            Some([lo, _]) if lo > 0.0 => ExcessVerdict::AboveControls,
+            None if value > 0.0 => ExcessVerdict::Undetermined,
+            _ => ExcessVerdict::NotAboveControls,
         });
         LocalSummary {
+            excluded,
             mean: mean(locations.iter().map(|l| metric(&l.metrics))),
             untrained: control(|c| c.untrained.as_ref()),
             input_x: control(|c| c.input_x.as_ref()),
@@ -554,5 +570,56 @@ mod tests {
             winter.metrics.cka_unbiased.verdict,
             Some(ExcessVerdict::Undetermined)
         );
+    }
+
+    /// A location whose CKNNA (or a control's) lies outside [−1, 1] is left out of the CKNNA summary and counted;
+    /// CKA, in range there, keeps it. Hand-computed means over the remaining locations.
+    #[test]
+    fn out_of_range_cknna_locations_are_left_out_of_its_summary() {
+        let set = |cka: f64, cknna: f64| MetricSet {
+            cka_biased: cka,
+            cka_unbiased: cka,
+            cknna,
+            mutual_knn: 0.5,
+        };
+        let location = |point: usize, value: (f64, f64), untrained: (f64, f64)| {
+            let metrics = set(value.0, value.1);
+            let control = set(untrained.0, untrained.1);
+            LocationResult {
+                point,
+                lat: 0.0,
+                lon: 0.0,
+                n: 60,
+                excess: Some(set(value.0 - untrained.0, value.1 - untrained.1)),
+                metrics,
+                controls: Controls {
+                    untrained: Some(control),
+                    input_x: None,
+                    input_y: None,
+                },
+                warnings: Vec::new(),
+            }
+        };
+        let locations = [
+            location(0, (0.8, 0.4), (0.6, 0.2)),
+            location(1, (0.6, 0.2), (0.5, 0.1)),
+            location(2, (0.7, 3.0), (0.4, 0.1)),
+            location(3, (0.5, 0.3), (0.2, -1.5)),
+        ];
+        let refs: Vec<&LocationResult> = locations.iter().collect();
+        let options = LocalOptions {
+            k: 10,
+            seed: 0,
+            seasons: false,
+        };
+        let summary = summarise(LocalGroup::Global, &refs, &options, 0).unwrap();
+        let cknna = &summary.metrics.cknna;
+        assert_eq!(cknna.excluded, 2);
+        assert!((cknna.mean - 0.3).abs() < 1e-12, "{}", cknna.mean);
+        assert!((cknna.untrained.unwrap() - 0.15).abs() < 1e-12);
+        assert!((cknna.excess.unwrap() - 0.15).abs() < 1e-12);
+        let cka = &summary.metrics.cka_unbiased;
+        assert_eq!(cka.excluded, 0);
+        assert!((cka.mean - 0.65).abs() < 1e-12, "{}", cka.mean);
     }
 }

@@ -107,6 +107,15 @@ impl From<RegionArg> for Region {
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
+    for path in [&args.a, &args.b]
+        .into_iter()
+        .chain(&args.untrained_a)
+        .chain(&args.untrained_b)
+    {
+        if !path.exists() {
+            bail!("{}: no such file or folder", path.display());
+        }
+    }
     let rows = Rows {
         sample: args.sample,
         node: args.node,

@@ -32,8 +32,9 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Record the run's architecture at initialisation (its config's seed, no training) on the same samples and
-    /// inputs: the untrained control for `compare --untrained-a/-b` (trained models).
-    #[arg(long, conflicts_with = "inputs")]
+    /// inputs: the untrained control for `compare --untrained-a/-b` (an imported GraphCast: its architecture with
+    /// WeatherLens's seeded initialisation, on the same --inputs).
+    #[arg(long)]
     pub untrained: bool,
     /// Number of initial times to record (trained models).
     #[arg(long, default_value_t = 16)]
@@ -114,17 +115,13 @@ pub fn run(args: ProbeArgs, context: &Context) -> Result<()> {
             probe_untrained(restored, &options, &out)?
         }
         (LoadedModel::Trained(restored), None) => probe(restored, &options, &out)?,
-        (LoadedModel::GraphCast(_), Some(_)) if args.untrained => bail!(
-            "--untrained: {} is an imported GraphCast; the untrained control is for WeatherLens runs",
-            args.checkpoint.display()
-        ),
         (LoadedModel::GraphCast(imported), Some(inputs)) => {
             let times = if args.all_times {
                 InputTimes::All
             } else {
                 InputTimes::First
             };
-            probe_graphcast(imported, inputs, times, &options, &out)?
+            probe_graphcast(imported, inputs, times, &options, &out, args.untrained)?
         }
         (LoadedModel::Trained(_), Some(_)) => bail!(
             "--inputs: {} is a WeatherLens run, probed on samples of its own data (--split, --samples); \

@@ -126,7 +126,14 @@ pub fn skill_markdown(evaluation: &Evaluation, channel: &str) -> String {
         let summary: Vec<String> = change
             .iter()
             .filter(|(l, _)| l % 24 == 0 || *l == change[0].0)
-            .map(|(l, c)| format!("{l} h: {c:+.0} %"))
+            .map(|(l, c)| {
+                // Whole percent, unless that would round a loss or a gain to "+0 %".
+                if c.abs() < 0.5 {
+                    format!("{l} h: {c:+.2} %")
+                } else {
+                    format!("{l} h: {c:+.0} %")
+                }
+            })
             .collect();
         if lost.is_empty() {
             let _ = writeln!(

@@ -111,11 +111,7 @@ impl ImportedGraphCast {
                 description.outputs.len()
             )));
         }
-        let (inputs, outputs) = (layout.inputs.len(), layout.outputs.len());
-        let model = seeded(0, device, || {
-            WeatherModel::new(&description.model, inputs, outputs, device)
-        });
-        let model = checkpoint::load_model(dir, model)?;
+        let model = checkpoint::load_model(dir, initial_model(&description, &task, device))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             description,
@@ -124,6 +120,11 @@ impl ImportedGraphCast {
             kernels,
             device: device.clone(),
         })
+    }
+
+    /// The architecture at initialisation (seeded, seed 0): what the published weights were loaded into.
+    pub fn untrained_model(&self) -> WeatherModel {
+        initial_model(&self.description, &self.task, &self.device)
     }
 
     /// The device the model lives on.
@@ -183,4 +184,17 @@ impl ImportedGraphCast {
             device: self.device.clone(),
         }
     }
+}
+
+/// The imported architecture with WeatherLens's seeded initial weights (seed 0).
+fn initial_model(
+    description: &ImportedDescription,
+    task: &GraphCastTask,
+    device: &Device,
+) -> WeatherModel {
+    let layout = task.layout();
+    let (inputs, outputs) = (layout.inputs.len(), layout.outputs.len());
+    seeded(0, device, || {
+        WeatherModel::new(&description.model, inputs, outputs, device)
+    })
 }

@@ -95,6 +95,11 @@ fn probe_trained(
     out_dir: &Path,
 ) -> Result<RecordingMeta, StageError> {
     let config = &restored.state.config;
+    if options.samples == 0 {
+        return Err(StageError::Invalid(
+            "--samples 0: record at least one initial time".into(),
+        ));
+    }
     let windows = Windows::new(&config.data.windows, &restored.dataset.time_hours)?;
     let mut anchors: Vec<usize> = Vec::new();
     for &anchor in windows.anchors(options.split) {
@@ -106,12 +111,22 @@ fn probe_trained(
             anchors.push(anchor);
         }
     }
-    anchors.truncate(options.samples.max(1));
+    anchors.truncate(options.samples);
     if anchors.is_empty() {
         return Err(StageError::Invalid(format!(
             "the {:?} split has no samples to record",
             options.split
         )));
+    }
+    if anchors.len() < options.samples {
+        tracing::warn!(
+            "recording {} samples, not {}: the {:?} split holds {} initial times {} h apart",
+            anchors.len(),
+            options.samples,
+            options.split,
+            anchors.len(),
+            options.every_hours
+        );
     }
     let times = anchors
         .iter()
@@ -150,12 +165,16 @@ pub enum InputTimes {
 /// (or every window, [`InputTimes::All`]) into `out_dir`; each sample is named by its initial time (the second
 /// time of its window). `options.split`, `every_hours`, `samples` and `batch_size` do not apply: a forward
 /// pass takes one window for every batch member of the file.
+///
+/// `untrained`: record GraphCast's architecture at initialisation instead (WeatherLens's seeded initialisation,
+/// seed 0, not GraphCast's own; the published weights are not used): the untrained control of alignment.
 pub fn probe_graphcast(
     imported: &ImportedGraphCast,
     inputs: &Path,
     times: InputTimes,
     options: &CaptureOptions,
     out_dir: &Path,
+    untrained: bool,
 ) -> Result<RecordingMeta, StageError> {
     let first = imported.read_inputs(inputs, 0)?;
     let frames = imported.task.layout().input_frames;
@@ -192,14 +211,17 @@ pub fn probe_graphcast(
         "GraphCast's normalised inputs and forcings ({})",
         task.input_channel_names().join(", ")
     );
-    record(
-        &imported.network(&on_grid),
-        options,
-        sample_times,
-        batches,
-        &inputs,
-        out_dir,
-    )
+    let initial = untrained.then(|| imported.untrained_model());
+    let network = imported.network(&on_grid);
+    let network = match &initial {
+        Some(model) => Network {
+            label: format!("{}, untrained (initialisation, seed 0)", network.label),
+            model,
+            ..network
+        },
+        None => network,
+    };
+    record(&network, options, sample_times, batches, &inputs, out_dir)
 }
 
 /// Runs `network` on each batch of model inputs ([batch, grid points, input channels]; `sample_times` names

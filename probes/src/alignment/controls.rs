@@ -68,7 +68,8 @@ pub enum ExcessVerdict {
     AboveControls,
     /// The interval includes 0 (or, without an interval, the excess is ≤ 0).
     NotAboveControls,
-    /// The figure or a control is undefined or unreliable (see the warnings).
+    /// The figure or a control is undefined or unreliable (see the warnings), or the excess is positive but
+    /// has no interval (e.g. fewer than 5 sample times, or no subsample draws): "above" needs an interval.
     Undetermined,
 }
 
@@ -464,12 +465,11 @@ fn excess(
     });
     let unreliable = (metric.is_knn() && n < MIN_ROWS_PER_NEIGHBOUR * k)
         || (metric == Metric::Cknna && warnings.iter().any(|w| w.starts_with("CKNNA")));
-    let verdict = if unreliable || !value.is_finite() {
-        ExcessVerdict::Undetermined
-    } else if ci.map_or(value, |[lo, _]| lo) > 0.0 {
-        ExcessVerdict::AboveControls
-    } else {
-        ExcessVerdict::NotAboveControls
+    let verdict = match ci {
+        _ if unreliable || !value.is_finite() => ExcessVerdict::Undetermined,
+        Some([lo, _]) if lo > 0.0 => ExcessVerdict::AboveControls,
+        None if value > 0.0 => ExcessVerdict::Undetermined,
+        _ => ExcessVerdict::NotAboveControls,
     };
     Excess {
         control,

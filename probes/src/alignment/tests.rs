@@ -853,7 +853,7 @@ fn a_shared_signal_beyond_the_inputs_is_above_controls_and_small_samples_get_no_
         .collect();
     let options = CompareOptions {
         null_draws: 0,
-        ci_draws: 0,
+        ci_draws: 20,
         ..CompareOptions::default()
     };
     let report = compare_panel(&small, None, &[pair], &options)
@@ -868,6 +868,18 @@ fn a_shared_signal_beyond_the_inputs_is_above_controls_and_small_samples_get_no_
     assert_eq!(excess.cknna.verdict, ExcessVerdict::Undetermined);
     assert_eq!(excess.mutual_knn.verdict, ExcessVerdict::Undetermined);
     assert_ne!(excess.cka_unbiased.verdict, ExcessVerdict::Undetermined);
+    // Without an interval a positive excess is not called "above": the verdict needs one.
+    let options = CompareOptions {
+        ci_draws: 0,
+        ..options
+    };
+    let excess = compare_panel(&small, None, &[pair], &options)
+        .unwrap()
+        .remove(0)
+        .excess
+        .unwrap();
+    assert!(excess.cka_unbiased.ci.is_none() && excess.cka_unbiased.value > 0.0);
+    assert_eq!(excess.cka_unbiased.verdict, ExcessVerdict::Undetermined);
 }
 
 #[test]

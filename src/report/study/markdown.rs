@@ -404,7 +404,7 @@ fn alignment_markdown(md: &mut String, r: &StudyReport) {
                     stem.replace("cknna_map", "locations"),
                     if pair.locations_with_warnings > 0 {
                         format!(
-                            "; {} locations with CKNNA outside [−1, 1]",
+                            "; {} locations with CKNNA outside [−1, 1], left out of the CKNNA columns",
                             pair.locations_with_warnings
                         )
                     } else {

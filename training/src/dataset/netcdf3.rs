@@ -44,10 +44,16 @@ impl Netcdf3Source {
     pub(crate) fn open(path: &Path) -> Result<Self, DatasetError> {
         let reader = FileReader::open(path).map_err(|e| DatasetError::NotNetcdf {
             path: path.to_path_buf(),
-            detail: format!(
-                "it starts like netCDF-3 but its header cannot be read ({e}); if another tool reads it, \
-                 convert it with `nccopy -k nc4 IN OUT`"
-            ),
+            detail: if e.header_is_incomplete() {
+                "it starts like netCDF-3 but ends inside its header: the file is truncated (an interrupted \
+                 download or copy?)"
+                    .to_string()
+            } else {
+                format!(
+                    "it starts like netCDF-3 but its header cannot be read ({e}); if another tool reads it, \
+                     convert it with `nccopy -k nc4 IN OUT`"
+                )
+            },
         })?;
         let format = match reader.version() {
             Version::Classic => SourceFormat::Netcdf3Classic,
@@ -116,7 +122,13 @@ impl Netcdf3Source {
     fn read_error(&self, variable: &str, error: netcdf3::ReadError) -> DatasetError {
         DatasetError::Netcdf3 {
             path: self.path.clone(),
-            detail: format!("reading `{variable}`: {error} (a truncated file?)"),
+            detail: match error {
+                netcdf3::ReadError::IOErrorKind(std::io::ErrorKind::UnexpectedEof) => format!(
+                    "reading `{variable}`: the file ends before the data its header describes: it is truncated \
+                     (an interrupted download or copy?)"
+                ),
+                other => format!("reading `{variable}`: {other} (a truncated file?)"),
+            },
         }
     }
 

@@ -873,7 +873,16 @@ mod tests {
         assert!(matches!(open(&empty), Err(DatasetError::NotNetcdf { .. })));
         let classic = write("classic.nc", b"CDF\x01\0\0\0\0\0\0\0\0");
         assert!(
-            matches!(open(&classic), Err(DatasetError::NotNetcdf { detail, .. }) if detail.contains("nccopy"))
+            matches!(open(&classic), Err(DatasetError::NotNetcdf { detail, .. }) if detail.contains("truncated"))
+        );
+        // A whole header with a tag netCDF-3 does not have: another tool may still read it.
+        let mut odd = b"CDF\x01\0\0\0\0\0\0\0\x99".to_vec();
+        odd.resize(64, 0);
+        let odd = write("odd.nc", &odd);
+        assert!(
+            matches!(open(&odd), Err(DatasetError::NotNetcdf { detail, .. }) if detail.contains("nccopy")),
+            "{:?}",
+            open(&odd).err()
         );
         let truncated = write("truncated.nc", &good[..good.len() / 2]);
         assert!(matches!(
@@ -945,5 +954,26 @@ mod tests {
         // Every message names the file.
         let message = open(&truncated).unwrap_err().to_string();
         assert!(message.contains("truncated.nc"), "{message}");
+
+        // netCDF-3 cut inside its header (892 of 1,784 bytes) or inside its data: named as truncated, with no
+        // advice to convert the file.
+        let classic = std::fs::read(fixture_path("layouts/formats/era5_classic.nc")).unwrap();
+        let cut_header = write("cut_header.nc", &classic[..892]);
+        let message = open(&cut_header).unwrap_err().to_string();
+        assert!(
+            message.contains("cut_header.nc")
+                && message.contains("truncated")
+                && !message.contains("nccopy"),
+            "{message}"
+        );
+        let cut_data = write("cut_data.nc", &classic[..classic.len() - 200]);
+        let message = match open(&cut_data) {
+            Err(e) => e.to_string(),
+            Ok(reader) => reader.read_all().unwrap_err().to_string(),
+        };
+        assert!(
+            message.contains("cut_data.nc") && message.contains("it is truncated"),
+            "{message}"
+        );
     }
 }
