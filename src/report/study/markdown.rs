@@ -402,13 +402,13 @@ fn alignment_markdown(md: &mut String, r: &StudyReport) {
                     pair.x,
                     pair.y,
                     stem.replace("cknna_map", "locations"),
-                    if pair.locations_with_warnings > 0 {
-                        format!(
-                            "; {} locations with CKNNA outside [−1, 1], left out of the CKNNA columns",
-                            pair.locations_with_warnings
-                        )
-                    } else {
-                        String::new()
+                    match pair.summaries.first().map(|g| g.metrics.cknna.excluded) {
+                        Some(excluded) if excluded > 0 => format!(
+                            "; {excluded} of {} locations left out of the CKNNA columns: CKNNA of the pair or of a \
+                             control outside [−1, 1] there",
+                            pair.summaries[0].locations
+                        ),
+                        _ => String::new(),
                     }
                 );
                 for s in &pair.summaries {
