@@ -89,7 +89,7 @@ print(f"mesh2grid ties of this grid: {ties.get('decided_by_rounding')} decided b
       f"{ties.get('recorded')} of them with GraphCast's recorded pick")
 if differing:
     print(f"{differing} of {jax['grid_nodes']} grid points differ. Expected at most at the ties decided by rounding: "
-          "there GraphCast's own pick varies from run to run and machine to machine (WeatherLens applies the picks "
+          "there two runs of GraphCast's own code have picked differently (cause not pinned down) (WeatherLens applies the picks "
           "recorded for 1 deg/mesh 5, 1 deg/mesh 6, 0.25 deg/mesh 6 and the test fixtures' grids, "
           "models/src/graph/graphcast_mesh2grid.txt). 'elsewhere' is the difference over the other points.")
 EOF

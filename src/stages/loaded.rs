@@ -154,7 +154,8 @@ impl ImportedGraphCast {
         if ties.decided_by_rounding > 0 {
             tracing::info!(
                 "{} of {} grid points have a mesh2grid face that rounding decides ({} take GraphCast's recorded \
-                 choice): GraphCast's own pick there varies, and so may its outputs at those points",
+                 choice): two runs of GraphCast's own code have picked differently there, so outputs at those \
+                 points may differ from a given JAX run",
                 ties.decided_by_rounding,
                 grid.num_points(),
                 ties.recorded
