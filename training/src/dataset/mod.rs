@@ -41,7 +41,7 @@ pub use inspect::{
     ChannelSummary, Inspection, STATS_DIFF_HOURS, Stats, TimeSummary, VariableSummary, inspect,
     inspect_with, stats, stats_with,
 };
-pub use known_variables::{KNOWN_VARIABLES, KnownVariable};
+pub use known_variables::{KNOWN_VARIABLES, KnownVariable, short_name_of_weatherbench2};
 pub use moments::Moments;
 pub use netcdf3::Netcdf3Source;
 pub use netcdf4::Netcdf4Source;

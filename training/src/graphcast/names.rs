@@ -60,43 +60,34 @@ pub fn is_static(variable: &str) -> bool {
     STATIC.contains(&variable)
 }
 
-/// ERA5 short names of GraphCast variables (see the module table); `z` means `geopotential` with a level axis
+/// ERA5 short names of the GraphCast variables that WeatherBench2's names do not cover
+/// ([`crate::dataset::short_name_of_weatherbench2`] gives the rest); `z` means `geopotential` with a level axis
 /// and `geopotential_at_surface` without one.
-pub const ERA5_NAMES: &[(&str, &str)] = &[
-    ("geopotential", "z"),
-    ("temperature", "t"),
-    ("u_component_of_wind", "u"),
-    ("v_component_of_wind", "v"),
-    ("vertical_velocity", "w"),
-    ("specific_humidity", "q"),
-    ("2m_temperature", "t2m"),
-    ("10m_u_component_of_wind", "u10"),
-    ("10m_v_component_of_wind", "v10"),
-    ("mean_sea_level_pressure", "msl"),
+const GRAPHCAST_ONLY_NAMES: &[(&str, &str)] = &[
     ("total_precipitation_6hr", "tp"),
-    ("toa_incident_solar_radiation", "tisr"),
     ("geopotential_at_surface", "z"),
     ("land_sea_mask", "lsm"),
 ];
 
+/// The ERA5 short name of GraphCast variable `variable` (`geopotential` -> `z`), if it has one.
+pub fn era5_short_name(variable: &str) -> Option<&'static str> {
+    GRAPHCAST_ONLY_NAMES
+        .iter()
+        .find(|(long, _)| *long == variable)
+        .map(|(_, short)| *short)
+        .or_else(|| crate::dataset::short_name_of_weatherbench2(variable))
+}
+
 /// The names a GraphCast variable may have in a file, GraphCast's own first.
 pub fn stored_names(variable: &str) -> Vec<&str> {
     std::iter::once(variable)
-        .chain(
-            ERA5_NAMES
-                .iter()
-                .filter(|(long, _)| *long == variable)
-                .map(|(_, short)| *short),
-        )
+        .chain(era5_short_name(variable))
         .collect()
 }
 
 /// Units of a GraphCast variable for files WeatherLens writes (ECMWF parameter database).
 pub fn units(variable: &str) -> Option<&'static str> {
-    let short = ERA5_NAMES
-        .iter()
-        .find(|(long, _)| *long == variable)
-        .map(|(_, short)| *short)?;
+    let short = era5_short_name(variable)?;
     match short {
         "lsm" => Some("(0 - 1)"),
         _ => crate::dataset::KNOWN_VARIABLES
@@ -118,8 +109,27 @@ mod tests {
         assert_eq!(units("geopotential"), Some("m**2 s**-2"));
         assert_eq!(units("total_precipitation_6hr"), Some("m"));
         assert_eq!(units("land_sea_mask"), Some("(0 - 1)"));
-        for (long, _) in ERA5_NAMES {
-            assert!(units(long).is_some(), "{long}");
+        // Every variable of GraphCast's task configs (graphcast.py's TASK_13 and TASK).
+        for long in [
+            "geopotential",
+            "temperature",
+            "u_component_of_wind",
+            "v_component_of_wind",
+            "vertical_velocity",
+            "specific_humidity",
+            "2m_temperature",
+            "10m_u_component_of_wind",
+            "10m_v_component_of_wind",
+            "mean_sea_level_pressure",
+            "total_precipitation_6hr",
+            "toa_incident_solar_radiation",
+            "geopotential_at_surface",
+            "land_sea_mask",
+        ] {
+            assert!(
+                era5_short_name(long).is_some() && units(long).is_some(),
+                "{long}"
+            );
         }
     }
 }
