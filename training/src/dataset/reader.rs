@@ -221,6 +221,13 @@ impl Reader {
         )?;
 
         let wanted = if selection.is_empty() {
+            // "Every field" must not quietly mean "every field that could be read": a variable the file lists
+            // but cannot be read (corrupt metadata, a codec this build lacks) is an error naming it.
+            for source in &sources {
+                for variable in source.variables() {
+                    source.check_readable(&variable.name)?;
+                }
+            }
             let mut every: Vec<VariableSelection> = Vec::new();
             for names in &fields {
                 for name in names {

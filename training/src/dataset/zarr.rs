@@ -82,9 +82,17 @@ impl ZarrSource {
         let mut arrays = Vec::new();
         for name in array_names(path, &store)? {
             let opened = Array::open(store.clone(), &format!("/{name}")).map_err(|e| {
-                format!(
-                    "cannot open: {e} (this build decodes uncompressed, blosc, zstd, gzip and zlib chunks)"
-                )
+                let text = e.to_string();
+                let codec = ["codec", "compressor", "filter"]
+                    .iter()
+                    .any(|word| text.to_lowercase().contains(word));
+                if codec {
+                    format!(
+                        "cannot open: {text} (this build decodes uncompressed, blosc, zstd, gzip and zlib chunks)"
+                    )
+                } else {
+                    format!("cannot open: {text}")
+                }
             });
             let described =
                 opened.and_then(|array| dimension_names(&array).map(|dims| (array, dims)));
@@ -631,6 +639,11 @@ mod tests {
 
     /// Copies the v2 fixture into `dir` so that a test can spoil one file of it.
     fn copy_store(dir: &Path) -> PathBuf {
+        copy_fixture("wb2_small.zarr", dir)
+    }
+
+    /// A copy of fixture store `name` as `dir/copy.zarr`.
+    fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
         fn copy(from: &Path, to: &Path) {
             std::fs::create_dir_all(to).unwrap();
             for entry in std::fs::read_dir(from).unwrap() {
@@ -644,7 +657,7 @@ mod tests {
             }
         }
         let store = dir.join("copy.zarr");
-        copy(&fixture_path("wb2_small.zarr"), &store);
+        copy(&fixture_path(name), &store);
         store
     }
 
@@ -733,6 +746,17 @@ mod tests {
         let error = open(&store, "t2m", &[]).unwrap_err();
         assert!(
             matches!(&error, DatasetError::Zarr { detail, .. } if detail.contains("unsupported data type")),
+            "{error:?}"
+        );
+
+        // Reading every field of a store one of whose arrays has unreadable metadata is an error naming that
+        // array (not the other fields without it), and a parse error gets no advice about codecs.
+        let broken = copy_fixture("layouts/zarr_v3/era5_like.zarr", &dir.path().join("broken"));
+        std::fs::write(broken.join("geopotential/zarr.json"), "{\"broken").unwrap();
+        let error = open_store(&broken, &[]).unwrap_err();
+        assert!(
+            matches!(&error, DatasetError::Zarr { array, detail, .. }
+            if array == "geopotential" && !detail.contains("this build decodes")),
             "{error:?}"
         );
     }
