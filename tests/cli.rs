@@ -6,8 +6,11 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
+
+mod common;
+use common::csv_rows;
 
 const TINY: &str = include_str!("configs/tiny.toml");
 
@@ -33,59 +36,22 @@ impl Workspace {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_weatherlens"))
-            .args(args)
-            .arg("-q")
-            .current_dir(&self.dir)
-            .env("HDF5_USE_FILE_LOCKING", "FALSE")
-            .output()
-            .unwrap()
+        common::run(&self.dir, args)
     }
 
     /// Run and require success; returns stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "weatherlens {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        common::ok(&self.dir, args)
     }
 
     /// Run and require a clean failure (exit 1, not a panic); returns stderr.
     fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(out.status.code(), Some(1), "weatherlens {args:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        stderr
+        common::fails(&self.dir, args)
     }
 
     fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
-}
-
-/// The rows of a CSV file, each a map from header name to text.
-fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let header: Vec<String> = reader
-        .headers()
-        .unwrap()
-        .iter()
-        .map(str::to_string)
-        .collect();
-    reader
-        .records()
-        .map(|r| {
-            header
-                .iter()
-                .cloned()
-                .zip(r.unwrap().iter().map(str::to_string))
-                .collect()
-        })
-        .collect()
 }
 
 fn number(row: &HashMap<String, String>, column: &str) -> f64 {

@@ -4,9 +4,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
+
+mod common;
+use common::run;
 
 fn layouts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/layouts")
@@ -16,16 +19,6 @@ fn expected(key: &str) -> Value {
     let text = fs::read_to_string(layouts().join("expected.json")).unwrap();
     let all: Value = serde_json::from_str(&text).unwrap();
     all["fixtures"][key].clone()
-}
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weatherlens"))
-        .args(args)
-        .arg("-q")
-        .current_dir(dir)
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .unwrap()
 }
 
 /// Runs and requires success with exactly one JSON object on stdout.
@@ -41,13 +34,13 @@ fn json(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_str(stdout.trim()).unwrap()
 }
 
-/// Runs and requires a clean failure (exit 1, no panic); returns stderr.
+/// Runs and requires a clean failure (exit 1, no panic) with nothing on stdout; returns stderr.
 fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = run(dir, args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "weatherlens {args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(out.stdout.is_empty(), "nothing on stdout on failure");
+    let stderr = common::fails(dir, args);
+    assert!(
+        run(dir, args).stdout.is_empty(),
+        "nothing on stdout on failure"
+    );
     stderr
 }
 

@@ -5,41 +5,19 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use weatherlens_training::dataset::{batch_datetimes, open_source, read_variable};
+
+mod common;
+use common::ok;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/graphcast")
 }
 
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weatherlens"))
-        .args(args)
-        .arg("-q")
-        .current_dir(dir)
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .output()
-        .unwrap()
-}
-
-/// Runs and requires success; returns stdout.
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = run(dir, args);
-    assert!(
-        out.status.success(),
-        "weatherlens {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Runs and requires one clean error line (exit 1, no panic); returns it.
 fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = run(dir, args);
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(out.status.code(), Some(1), "weatherlens {args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let stderr = common::fails(dir, args).trim().to_string();
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     stderr
 }

@@ -6,9 +6,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,38 +16,8 @@ use weatherlens_training::schedule::LrSchedule;
 
 const TINY: &str = include_str!("configs/tiny.toml");
 
-fn run(dir: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_weatherlens"));
-    command
-        .args(args)
-        .arg("-q")
-        .current_dir(dir)
-        .env("HDF5_USE_FILE_LOCKING", "FALSE");
-    // SAFETY: umask(2) only sets the new process's file-creation mask; it is async-signal-safe.
-    unsafe {
-        command.pre_exec(|| {
-            libc::umask(0o022);
-            Ok(())
-        });
-    }
-    command.output().unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> (String, String) {
-    let out = run(dir, args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "weatherlens {args:?}: {stderr}");
-    (String::from_utf8(out.stdout).unwrap(), stderr)
-}
-
-/// Requires a clean failure (exit 1, no panic); returns stderr.
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = run(dir, args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "weatherlens {args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
-}
+mod common;
+use common::{csv_rows, fails, ok_with_stderr as ok};
 
 /// A trained tiny run (12 steps), its data and a full-mesh recording, made once (in cargo's target tmp folder).
 fn shared() -> &'static Path {
@@ -109,21 +78,6 @@ fn json(path: &Path) -> serde_json::Value {
 
 fn write_json(path: &Path, value: &serde_json::Value) {
     fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
-}
-
-fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|r| {
-            headers
-                .iter()
-                .zip(r.unwrap().iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
 }
 
 /// Metrics rows without the measured throughput.
